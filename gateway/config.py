@@ -1,0 +1,292 @@
+"""The gateway's config file: providers, models, routing, pipeline, server and store settings.
+
+Every field is checked at start; an error names the file, the field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ProviderType = Literal["sim", "openai", "azure_openai", "anthropic", "bedrock", "ollama"]
+UseCase = Literal["chat", "summarization", "classification", "extraction", "research"]
+Capability = Literal["chat", "streaming", "tools", "vision", "json_mode", "embeddings"]
+ModelStatus = Literal["active", "testing", "deprecated"]
+Strategy = Literal["capability", "cost", "latency", "preference", "tenant", "hybrid"]
+
+USE_CASES: tuple[str, ...] = ("chat", "summarization", "classification", "extraction", "research")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used: the message names file, field and expectation."""
+
+
+class SimSettings(_Section):
+    """The `sim` provider's behaviour: deterministic text with chosen speed and failures."""
+
+    seed: int = 0
+    ttft_ms: float = Field(default=0.0, ge=0)
+    tokens_per_s: float = Field(default=0.0, ge=0, description="0 means as fast as possible")
+    output_tokens: int = Field(default=16, ge=1)
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+    failure_statuses: list[int] = Field(default_factory=lambda: [503])
+    cut_stream_after: int | None = Field(default=None, ge=0)
+
+
+class ProviderConfig(_Section):
+    """One upstream: its type and how to reach it. Secrets only by env-var reference."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: ProviderType
+    base_url: str | None = None
+    api_key_env: str | None = None
+    endpoint: str | None = None
+    api_version: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    organization: str | None = None
+    project: str | None = None
+    azure_ad: bool = False
+    max_connections: int = Field(default=100, ge=1)
+    sim: SimSettings | None = None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("the name of an environment variable (the key itself never goes here)")
+        return value
+
+
+class Price(_Section):
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """Cost in dollars of one call's usage."""
+        cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None else (
+            self.cached_input_per_mtok
+        )
+        fresh = max(0, prompt_tokens - cached_tokens)
+        return (
+            fresh * self.input_per_mtok
+            + cached_tokens * cached_rate
+            + completion_tokens * self.output_per_mtok
+        ) / 1_000_000
+
+    @property
+    def blended_per_mtok(self) -> float:
+        """One figure to rank models by cost: a 3:1 input:output token mix."""
+        return (3 * self.input_per_mtok + self.output_per_mtok) / 4
+
+
+class Timeouts(_Section):
+    connect_s: float = Field(default=5.0, gt=0)
+    first_token_s: float = Field(default=30.0, gt=0)
+    total_s: float = Field(default=300.0, gt=0)
+
+
+class ModelConfig(_Section):
+    """A model clients can name, at one provider, with what it can do and what it costs."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    upstream: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    use_cases: list[UseCase] = Field(default_factory=lambda: ["chat"])
+    capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "streaming"])
+    context_window: int = Field(default=8192, ge=1)
+    max_output_tokens: int = Field(default=4096, ge=1)
+    price: Price = Field(default_factory=Price)
+    status: ModelStatus = "active"
+    quality: float = Field(default=0.5, ge=0, le=1)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    fallbacks: list[str] = Field(
+        default_factory=list, description="models to try, in order, when this one fails"
+    )
+    sim: SimSettings | None = None
+
+    @property
+    def upstream_id(self) -> str:
+        return self.upstream or self.name
+
+
+class RetryConfig(_Section):
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    base_delay_s: float = Field(default=0.05, ge=0)
+    max_delay_s: float = Field(default=2.0, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)
+
+
+class CircuitConfig(_Section):
+    failure_threshold: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    open_s: float = Field(default=10.0, gt=0)
+
+
+class Weights(_Section):
+    cost: float = Field(default=1.0, ge=0)
+    latency: float = Field(default=1.0, ge=0)
+    quality: float = Field(default=1.0, ge=0)
+    preference: float = Field(default=0.5, ge=0)
+
+
+class RoutingConfig(_Section):
+    strategy: Strategy = "hybrid"
+    weights: Weights = Field(default_factory=Weights)
+    provider_preference: list[str] = Field(default_factory=list)
+    fallback: bool = True
+    max_candidates: int = Field(default=3, ge=1)
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+
+DEFAULT_STEPS = [
+    "validate",
+    "authenticate",
+    "authorize",
+    "admit",
+    "enrich",
+    "route",
+    "invoke",
+    "meter",
+    "audit",
+]
+
+
+class PipelineConfig(_Section):
+    """Step order; a step is a built-in name or `module:Class`; `skip` maps a path to steps."""
+
+    steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    skip: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class ServerConfig(_Section):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=2048, ge=1)
+
+
+class AuthConfig(_Section):
+    admin_key_env: str = "LLMGW_ADMIN_KEY"
+
+
+class StoreConfig(_Section):
+    url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in LLMGW_HOME")
+
+
+class GatewayConfig(_Section):
+    """The whole config file."""
+
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> GatewayConfig:
+        providers: set[str] = set()
+        for i, provider in enumerate(self.providers):
+            if provider.name in providers:
+                raise _FieldError(f"providers[{i}].name", f"unique, '{provider.name}' is repeated")
+            providers.add(provider.name)
+        names: set[str] = set()
+        for i, model in enumerate(self.models):
+            if model.provider not in providers:
+                raise _FieldError(
+                    f"models[{i}].provider",
+                    f"one of the providers' names {sorted(providers)}, got '{model.provider}'",
+                )
+            for j, name in enumerate([model.name, *model.aliases]):
+                if name in names:
+                    where = f"models[{i}].name" if j == 0 else f"models[{i}].aliases[{j - 1}]"
+                    raise _FieldError(where, f"a name no other model or alias has, '{name}' is taken")
+                names.add(name)
+        for i, model in enumerate(self.models):
+            for j, fallback in enumerate(model.fallbacks):
+                if fallback not in names or fallback in (model.name, *model.aliases):
+                    raise _FieldError(
+                        f"models[{i}].fallbacks[{j}]", f"another model's name, got '{fallback}'"
+                    )
+        return self
+
+    def provider(self, name: str) -> ProviderConfig:
+        return next(p for p in self.providers if p.name == name)
+
+
+class _FieldError(ValueError):
+    def __init__(self, path: str, expected: str) -> None:
+        super().__init__(f"{path}: expected {expected}")
+        self.path = path
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    ).lstrip(".")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field (check its spelling and the config reference)"
+    if kind == "missing":
+        return f"{path}: required field is missing"
+    if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), _FieldError):
+        return str(error["ctx"]["error"])
+    got = error.get("input")
+    shown = f", got {got!r}" if not isinstance(got, (dict, list)) else ""
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+    return f"{path}: expected {message}{shown}"
+
+
+def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
+    """Validate a loaded config mapping; errors name `source`, each field path and expectation."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid config\n{problems}") from None
+
+
+def load_config(path: str | Path | None = None) -> GatewayConfig:
+    """Load the config file at `path`, or the built-in default when `path` is None."""
+    if path is None:
+        text = resources.files("gateway").joinpath("default_config.yaml").read_text()
+        return parse_config(yaml.safe_load(text), "<built-in default config>")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def state_dir() -> Path:
+    """LLMGW_HOME (default ~/.llmgw): the SQLite file, the admin key, logs."""
+    home = Path(os.environ.get("LLMGW_HOME") or Path.home() / ".llmgw").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def store_url(config: GatewayConfig) -> str:
+    return config.store.url or f"sqlite:///{state_dir() / 'llmgw.db'}"

@@ -1,0 +1,191 @@
+"""One small error taxonomy for the whole gateway, mapped to OpenAI's error shape and status.
+
+Provider adapters map their SDK's exceptions into these classes by HTTP status first
+(`from_status`), so a status code, a `Retry-After` and the original exception are never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error a client sees: OpenAI's `{"error": {message, type, param, code}}` and a status."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        provider: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.retry_after = retry_after
+        self.provider = provider
+        if status_code is not None:
+            self.status_code = status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross Ray process boundaries; keep every field through pickling.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body())
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after)))}
+
+
+def _rebuild(cls: type[GatewayError], message: str, state: dict[str, Any]) -> GatewayError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
+class ModelNotFoundError(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class PayloadTooLargeError(GatewayError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class ContextLengthError(InvalidRequestError):
+    default_code = "context_length_exceeded"
+
+
+class ContentFilterError(InvalidRequestError):
+    default_code = "content_filter"
+
+
+class RateLimitError(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+    default_code = "rate_limit_exceeded"
+    retryable = True
+
+
+class UpstreamError(GatewayError):
+    """The provider answered with a failure of its own, or with a body we could not read."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"
+    retryable = True
+
+
+class ServiceUnavailableError(GatewayError):
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "service_unavailable"
+    retryable = True
+
+
+class UpstreamTimeoutError(GatewayError):
+    status_code = 504
+    error_type = "timeout"
+    default_code = "upstream_timeout"
+    retryable = True
+
+
+class InternalError(GatewayError):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+
+_STATUS_ERROR_CLASSES: dict[int, type[GatewayError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: ModelNotFoundError,
+    408: UpstreamTimeoutError,
+    409: UpstreamError,
+    413: PayloadTooLargeError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+    500: UpstreamError,
+    502: UpstreamError,
+    503: ServiceUnavailableError,
+    504: UpstreamTimeoutError,
+    529: ServiceUnavailableError,  # Anthropic's "overloaded"
+}
+
+
+def from_status(
+    status: int,
+    message: str,
+    *,
+    provider: str | None = None,
+    retry_after: float | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> GatewayError:
+    """The taxonomy class for an upstream HTTP status, keeping the status's meaning.
+
+    An upstream's 401/403 is the gateway's credentials failing, not the client's: it becomes a
+    502 so a client never thinks its own key was refused.
+    """
+    if status in (401, 403):
+        return UpstreamError(
+            f"provider {provider or 'upstream'} refused the gateway's credentials: {message}",
+            provider=provider,
+            code="upstream_auth_failed",
+        )
+    cls = _STATUS_ERROR_CLASSES.get(status)
+    if cls is None:
+        cls = UpstreamError if status >= 500 else InvalidRequestError
+    return cls(message, provider=provider, retry_after=retry_after, code=code, param=param)

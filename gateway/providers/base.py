@@ -1,0 +1,102 @@
+"""What every provider adapter is: a class that declares what it supports, over one SDK client.
+
+An adapter converts our request to its SDK's call, the SDK's response to ours, and each SDK
+stream event to our chunk. It raises only `gateway.errors` classes. It never retries: the
+gateway retries once, centrally. One instance per provider per replica holds one pooled client.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from gateway.config import ModelConfig, ProviderConfig
+from gateway.errors import InvalidRequestError
+from gateway.wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    Delta,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Usage,
+    completion_id,
+)
+
+
+class Provider(ABC):
+    """One configured upstream of one type; subclasses set `type` and `supports`."""
+
+    type: ClassVar[str]
+    supports: ClassVar[frozenset[str]] = frozenset({"chat", "streaming"})
+    # Request parameters the upstream cannot honour: a 400 naming them, never a silent drop.
+    unsupported_params: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    @abstractmethod
+    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
+        """One non-streaming chat completion."""
+
+    @abstractmethod
+    def stream(
+        self, request: ChatCompletionRequest, model: ModelConfig
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """A streaming chat completion; the last chunk carries usage and no choices."""
+
+    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
+        raise InvalidRequestError(
+            f"model '{model.name}' at provider '{self.name}' does not create embeddings",
+            param="model",
+        )
+
+    async def discover(self) -> list[ModelConfig]:
+        """Models the upstream reports as installed (Ollama); most providers report none."""
+        return []
+
+    async def aclose(self) -> None:
+        """Close the pooled client."""
+
+    def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
+        """Refuse parameters this provider or model cannot honour, naming the parameter."""
+        for param in self.unsupported_params:
+            if getattr(request, param, None) not in (None, False):
+                raise InvalidRequestError(
+                    f"'{param}' is not supported by provider type '{self.type}'", param=param
+                )
+        if (request.n or 1) > 1 and "n" not in self.supports:
+            raise InvalidRequestError(
+                f"n={request.n} is not supported by model '{model.name}'; send n=1", param="n"
+            )
+        if request.tools and "tools" not in model.capabilities:
+            raise InvalidRequestError(
+                f"model '{model.name}' does not support tools", param="tools"
+            )
+
+
+@dataclass
+class ChunkStream:
+    """Builds the chunks of one streamed completion with a shared id, time and model name."""
+
+    model: str
+    id: str = field(default_factory=completion_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def chunk(self, delta: Delta, finish_reason: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        )
+
+    def usage(self, usage: Usage) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=[], usage=usage
+        )
