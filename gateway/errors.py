@@ -97,6 +97,13 @@ class NotFoundError(GatewayError):
     default_code = "not_found"
 
 
+class ConflictError(InvalidRequestError):
+    """The change collides with what exists (a model or key registered twice)."""
+
+    status_code = 409
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"

@@ -1,0 +1,85 @@
+"""What the store keeps about calls and keys: plain dataclasses the ingress and CLI build.
+
+Timestamps are timezone-aware UTC datetimes; the store hands them back the same way from
+SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """Now, as an aware UTC datetime (the only kind the store accepts and returns)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(kw_only=True)
+class UsageRecord:
+    """One call's usage and outcome, as metered by the ingress: a row of `usage`."""
+
+    request_id: str
+    at: datetime = field(default_factory=utcnow)
+    key_id: str | None = None
+    tenant: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    upstream: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: int = 200
+    error_code: str | None = None
+    stream: bool = False
+
+
+@dataclass(kw_only=True)
+class AuditEvent:
+    """One audited action (a call, an admin change, a refused key): a row of `audit`."""
+
+    request_id: str | None = None
+    at: datetime = field(default_factory=utcnow)
+    key_id: str | None = None
+    tenant: str | None = None
+    action: str
+    path: str | None = None
+    status: int | None = None
+    model: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKey:
+    """A stored API key: only its SHA-256 hash and a short prefix for display are kept."""
+
+    id: str
+    key_hash: str
+    prefix: str
+    name: str
+    tenant: str
+    scopes: tuple[str, ...] = ()
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageSummary:
+    """Usage totals over a time range for one group (the `group` values, keyed by column)."""
+
+    group: dict[str, Any]
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    avg_latency_ms: float | None

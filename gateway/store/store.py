@@ -1,0 +1,416 @@
+"""The gateway's database: registry state, API keys, usage and audit, over SQLAlchemy.
+
+A SQLite file by default (WAL mode, so the registry actor and the usage writer can share it
+from two processes), PostgreSQL for clusters. The schema is Alembic's, applied by `migrate()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from pydantic import ValidationError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from gateway.config import ModelConfig, ProviderConfig
+from gateway.errors import ConflictError
+from gateway.store.records import ApiKey, AuditEvent, UsageRecord, UsageSummary, utcnow
+from gateway.store.schema import (
+    ApiKeyRow,
+    AuditRow,
+    ModelRow,
+    ProviderRow,
+    RegistryMetaRow,
+    UsageRow,
+)
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+# Any constant works; it only has to be the same in every process migrating one database.
+_PG_MIGRATION_LOCK = 0x6C6C6D6777  # "llmgw"
+_WRITE = "llmgw_write"
+
+GroupBy = Literal["tenant", "model", "provider", "upstream", "key_id", "status"]
+
+
+class RegistryState(NamedTuple):
+    """What `load_registry` returns: the registry as last saved."""
+
+    version: int
+    providers: list[ProviderConfig]
+    models: list[ModelConfig]
+    config_hash: str | None
+
+
+class StaleRegistryError(RuntimeError):
+    """The stored registry version is already at or past the one being saved.
+
+    Two registries writing to one store would otherwise silently overwrite each other.
+    """
+
+
+class Store:
+    """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
+
+    def __init__(self, url: str | URL) -> None:
+        self.url = make_url(url)
+        self._engine = _create_engine(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Store({self.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe when several processes start at once."""
+        alembic = AlembicConfig()
+        alembic.set_main_option("script_location", "gateway.store:migrations")
+        with self._writing() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            alembic.attributes["connection"] = conn
+            command.upgrade(alembic, "head")
+
+    # ------------------------------------------------------------------ registry
+
+    def load_registry(self) -> RegistryState:
+        """The saved registry; rows that no longer validate are logged and left out."""
+        with self._reading() as conn:
+            meta = dict(conn.execute(select(RegistryMetaRow.key, RegistryMetaRow.value)).all())
+            provider_rows = conn.execute(
+                select(ProviderRow.name, ProviderRow.config).order_by(ProviderRow.name)
+            ).all()
+            model_rows = conn.execute(
+                select(ModelRow.name, ModelRow.config).order_by(ModelRow.name)
+            ).all()
+        providers = [
+            p
+            for name, data in provider_rows
+            if (p := _load(ProviderConfig, "providers", name, data))
+        ]
+        models = [m for name, data in model_rows if (m := _load(ModelConfig, "models", name, data))]
+        return RegistryState(
+            version=int(meta.get("version", 0)),
+            providers=providers,
+            models=models,
+            config_hash=meta.get("config_hash"),
+        )
+
+    def save_registry_change(
+        self,
+        version: int,
+        *,
+        providers: Iterable[ProviderConfig] = (),
+        models: Iterable[ModelConfig] = (),
+        delete_models: Iterable[str] = (),
+        delete_providers: Iterable[str] = (),
+        config_hash: str | None = None,
+    ) -> None:
+        """Upsert and delete providers and models and record `version`, in one transaction."""
+        now = utcnow()
+        provider_rows = [{"name": p.name, "config": p.model_dump(mode="json")} for p in providers]
+        model_rows = [
+            {"name": m.name, "config": m.model_dump(mode="json"), "updated_at": now} for m in models
+        ]
+        with self._writing() as conn:
+            stored = conn.execute(
+                select(RegistryMetaRow.value)
+                .where(RegistryMetaRow.key == "version")
+                .with_for_update()
+            ).scalar()
+            if stored is not None and int(stored) >= version:
+                raise StaleRegistryError(
+                    f"the store already holds registry version {stored}, cannot save {version}"
+                    " (is another registry writing to the same store?)"
+                )
+            _upsert(conn, ProviderRow.__table__, provider_rows, "name")
+            _upsert(conn, ModelRow.__table__, model_rows, "name")
+            if names := list(delete_models):
+                conn.execute(delete(ModelRow).where(ModelRow.name.in_(names)))
+            if names := list(delete_providers):
+                conn.execute(delete(ProviderRow).where(ProviderRow.name.in_(names)))
+            meta = [{"key": "version", "value": str(version)}]
+            if config_hash is not None:
+                meta.append({"key": "config_hash", "value": config_hash})
+            _upsert(conn, RegistryMetaRow.__table__, meta, "key")
+
+    # ------------------------------------------------------------------ usage and audit
+
+    def write_usage(self, records: Sequence[UsageRecord]) -> int:
+        """Insert usage records in one batch; returns how many were written."""
+        if not records:
+            return 0
+        with self._writing() as conn:
+            conn.execute(insert(UsageRow), [asdict(r) for r in records])
+        return len(records)
+
+    def write_audit(self, events: Sequence[AuditEvent]) -> int:
+        """Insert audit events in one batch; returns how many were written."""
+        if not events:
+            return 0
+        with self._writing() as conn:
+            conn.execute(insert(AuditRow), [asdict(e) for e in events])
+        return len(events)
+
+    def usage_summary(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        model: str | None = None,
+        key_id: str | None = None,
+        group_by: Sequence[GroupBy] = ("tenant", "model"),
+    ) -> list[UsageSummary]:
+        """Totals of usage in [since, until), filtered and grouped by the named columns."""
+        groups = [getattr(UsageRow, column) for column in group_by]
+        query = select(
+            *groups,
+            func.count(),
+            func.coalesce(func.sum(case((UsageRow.status >= 400, 1), else_=0)), 0),
+            func.coalesce(func.sum(UsageRow.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRow.completion_tokens), 0),
+            func.coalesce(func.sum(UsageRow.cached_tokens), 0),
+            func.coalesce(func.sum(UsageRow.cost_usd), 0.0),
+            func.avg(UsageRow.latency_ms),
+        )
+        query = query.where(*_usage_filters(since, until, tenant, model, key_id))
+        query = query.group_by(*groups).order_by(*groups)
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        n = len(groups)
+        return [
+            UsageSummary(
+                group=dict(zip(group_by, row[:n], strict=True)),
+                requests=int(row[n]),
+                errors=int(row[n + 1]),
+                prompt_tokens=int(row[n + 2]),
+                completion_tokens=int(row[n + 3]),
+                cached_tokens=int(row[n + 4]),
+                cost_usd=float(row[n + 5]),
+                avg_latency_ms=None if row[n + 6] is None else float(row[n + 6]),
+            )
+            for row in rows
+        ]
+
+    def list_usage(
+        self,
+        *,
+        since: datetime | None = None,
+        tenant: str | None = None,
+        model: str | None = None,
+        limit: int = 100,
+    ) -> list[UsageRecord]:
+        """The newest usage records, newest first."""
+        columns = [c for c in UsageRow.__table__.columns if c.name != "id"]
+        query = (
+            select(*columns)
+            .where(*_usage_filters(since, None, tenant, model, None))
+            .order_by(UsageRow.at.desc(), UsageRow.id.desc())
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return [UsageRecord(**row._asdict()) for row in conn.execute(query)]
+
+    def list_audit(self, *, tenant: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """The newest audit events, newest first."""
+        columns = [c for c in AuditRow.__table__.columns if c.name != "id"]
+        query = select(*columns).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        if tenant is not None:
+            query = query.where(AuditRow.tenant == tenant)
+        with self._reading() as conn:
+            return [AuditEvent(**row._asdict()) for row in conn.execute(query)]
+
+    # ------------------------------------------------------------------ API keys
+
+    def add_key(
+        self,
+        key_hash: str,
+        *,
+        prefix: str,
+        name: str,
+        tenant: str,
+        scopes: Iterable[str] = (),
+        key_id: str | None = None,
+    ) -> ApiKey:
+        """Store a new key by its SHA-256 hex digest; a hash already stored is a conflict."""
+        key = ApiKey(
+            id=key_id or f"key_{secrets.token_hex(8)}",
+            key_hash=key_hash,
+            prefix=prefix,
+            name=name,
+            tenant=tenant,
+            scopes=tuple(scopes),
+            created_at=utcnow(),
+        )
+        row = asdict(key) | {"scopes": list(key.scopes)}
+        try:
+            with self._writing() as conn:
+                conn.execute(insert(ApiKeyRow), [row])
+        except IntegrityError:
+            raise ConflictError(
+                f"an API key with this hash or id '{key.id}' is already stored"
+            ) from None
+        return key
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not; None when no key has it."""
+        with self._reading() as conn:
+            row = conn.execute(select(ApiKeyRow.__table__).where(ApiKeyRow.key_hash == key_hash))
+            found = row.first()
+        return _key(found._asdict()) if found else None
+
+    def revoke_key(self, key_id: str) -> ApiKey | None:
+        """Mark a key revoked (keeping the first revocation time); None when the id is unknown."""
+        with self._writing() as conn:
+            conn.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            found = conn.execute(select(ApiKeyRow.__table__).where(ApiKeyRow.id == key_id)).first()
+        return _key(found._asdict()) if found else None
+
+    def list_keys(self, *, tenant: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
+        """Stored keys, oldest first."""
+        query = select(ApiKeyRow.__table__).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        if tenant is not None:
+            query = query.where(ApiKeyRow.tenant == tenant)
+        if not include_revoked:
+            query = query.where(ApiKeyRow.revoked_at.is_(None))
+        with self._reading() as conn:
+            return [_key(row._asdict()) for row in conn.execute(query)]
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        # On SQLite the write lock is taken at BEGIN (IMMEDIATE), so the busy timeout applies;
+        # a deferred BEGIN that later upgrades to a write can fail at once with "locked".
+        with self._engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    options: dict[str, Any] = {
+        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    }
+    if in_memory:
+        options["poolclass"] = StaticPool
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **options)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN, instead of pysqlite's implicit one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    # In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        conn.execute(delete(table).where(table.c[key].in_([row[key] for row in rows])))
+        conn.execute(insert(table), rows)
+        return
+    statement = dialect_insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={column: statement.excluded[column] for column in rows[0] if column != key},
+    )
+    conn.execute(statement, rows)
+
+
+def _usage_filters(
+    since: datetime | None,
+    until: datetime | None,
+    tenant: str | None,
+    model: str | None,
+    key_id: str | None,
+) -> list[Any]:
+    filters: list[Any] = []
+    if since is not None:
+        filters.append(UsageRow.at >= since)
+    if until is not None:
+        filters.append(UsageRow.at < until)
+    if tenant is not None:
+        filters.append(UsageRow.tenant == tenant)
+    if model is not None:
+        filters.append(UsageRow.model == model)
+    if key_id is not None:
+        filters.append(UsageRow.key_id == key_id)
+    return filters
+
+
+def _load(kind: type[Any], table: str, name: str, data: Any) -> Any:
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        log.error("store: %s row '%s' no longer validates and is ignored: %s", table, name, exc)
+        return None
+
+
+def _key(row: dict[str, Any]) -> ApiKey:
+    return ApiKey(**(row | {"scopes": tuple(row["scopes"] or ())}))
