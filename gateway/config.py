@@ -74,8 +74,10 @@ class Price(_Section):
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         """Cost in dollars of one call's usage."""
-        cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None else (
-            self.cached_input_per_mtok
+        cached_rate = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else (self.cached_input_per_mtok)
         )
         fresh = max(0, prompt_tokens - cached_tokens)
         return (
@@ -141,6 +143,7 @@ class Weights(_Section):
     latency: float = Field(default=1.0, ge=0)
     quality: float = Field(default=1.0, ge=0)
     preference: float = Field(default=0.5, ge=0)
+    errors: float = Field(default=1.0, ge=0, description="penalty per unit of recent error rate")
 
 
 class RoutingConfig(_Section):
@@ -183,7 +186,9 @@ class AuthConfig(_Section):
 
 
 class StoreConfig(_Section):
-    url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in LLMGW_HOME")
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in LLMGW_HOME"
+    )
 
 
 class GatewayConfig(_Section):
@@ -214,7 +219,9 @@ class GatewayConfig(_Section):
             for j, name in enumerate([model.name, *model.aliases]):
                 if name in names:
                     where = f"models[{i}].name" if j == 0 else f"models[{i}].aliases[{j - 1}]"
-                    raise _FieldError(where, f"a name no other model or alias has, '{name}' is taken")
+                    raise _FieldError(
+                        where, f"a name no other model or alias has, '{name}' is taken"
+                    )
                 names.add(name)
         for i, model in enumerate(self.models):
             for j, fallback in enumerate(model.fallbacks):
@@ -256,7 +263,9 @@ def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:

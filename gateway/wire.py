@@ -45,7 +45,7 @@ class ImagePart(_Open):
     image_url: ImageURL
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class FunctionCall(_Open):
@@ -86,7 +86,7 @@ class ToolMessage(_Open):
 
 
 Message = Annotated[
-    Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
 ]
 
 
@@ -123,7 +123,7 @@ class NamedToolChoice(_Open):
     function: NamedFunction
 
 
-ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class JsonSchemaFormat(_Open):
@@ -188,9 +188,9 @@ class ChatCompletionRequest(_Strict):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     # llmgw extensions
-    use_case: Literal["chat", "summarization", "classification", "extraction", "research"] | None = (
-        None
-    )
+    use_case: (
+        Literal["chat", "summarization", "classification", "extraction", "research"] | None
+    ) = None
     route: RouteHints | None = None
 
     def output_limit(self) -> int | None:

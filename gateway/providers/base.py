@@ -60,13 +60,15 @@ class Provider(ABC):
         """Models the upstream reports as installed (Ollama); most providers report none."""
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - adapters without a client have nothing to close
         """Close the pooled client."""
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         """Refuse parameters this provider or model cannot honour, naming the parameter."""
-        for param in self.unsupported_params:
-            if getattr(request, param, None) not in (None, False):
+        for param in sorted(self.unsupported_params):
+            value = getattr(request, param, None)
+            # `is`, not `in (None, False)`: temperature=0 equals False and must still be refused.
+            if value is not None and value is not False:
                 raise InvalidRequestError(
                     f"'{param}' is not supported by provider type '{self.type}'", param=param
                 )
@@ -75,9 +77,7 @@ class Provider(ABC):
                 f"n={request.n} is not supported by model '{model.name}'; send n=1", param="n"
             )
         if request.tools and "tools" not in model.capabilities:
-            raise InvalidRequestError(
-                f"model '{model.name}' does not support tools", param="tools"
-            )
+            raise InvalidRequestError(f"model '{model.name}' does not support tools", param="tools")
 
 
 @dataclass

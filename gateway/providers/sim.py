@@ -41,12 +41,14 @@ from gateway.wire import (
     text_of,
 )
 
-_WORDS = (
-    "the gateway routes each request to a model that fits its use case cost and latency "
-    "while tenants keep their budgets and every call is metered audited and compared so "
-    "platform teams can trust what they serve data scientists sweep models over datasets "
-    "with sound statistics and operators scale each pool on its own"
-).split()
+_WORDS = tuple(
+    (
+        "the gateway routes each request to a model that fits its use case cost and latency "
+        "while tenants keep their budgets and every call is metered audited and compared so "
+        "platform teams can trust what they serve data scientists sweep models over datasets "
+        "with sound statistics and operators scale each pool on its own"
+    ).split()
+)
 
 
 @dataclass
@@ -215,9 +217,7 @@ class SimProvider(Provider):
                 yield chunks.chunk(Delta(tool_calls=[ToolCallDelta(index=i, function=piece)]))
         for sent, token in enumerate(reply.tokens):
             if settings.cut_stream_after is not None and sent >= settings.cut_stream_after:
-                raise UpstreamError(
-                    f"sim cut the stream after {sent} tokens", provider=self.name
-                )
+                raise UpstreamError(f"sim cut the stream after {sent} tokens", provider=self.name)
             if per_token:
                 await asyncio.sleep(per_token)
             yield chunks.chunk(Delta(content=token))

@@ -1,0 +1,56 @@
+"""The admin backend replicas use: registry changes go to the registry actor (off the hot path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.exceptions import RayTaskError
+
+from gateway.config import ModelConfig
+from gateway.errors import GatewayError
+
+
+async def _call(method: Any, *args: Any) -> Any:
+    try:
+        return await method.remote(*args)
+    except RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, GatewayError):
+            raise cause from None
+        raise
+
+
+class ActorAdmin:
+    """`AdminBackend` over the registry actor and Serve's own status."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    async def register_model(self, model: dict[str, Any]) -> int:
+        return await _call(self.registry.register_model, ModelConfig.model_validate(model))
+
+    async def update_model(self, name: str, changes: dict[str, Any]) -> int:
+        return await _call(self.registry.update_model, name, changes)
+
+    async def deprecate_model(self, name: str) -> int:
+        return await _call(self.registry.deprecate, name)
+
+    async def remove_model(self, name: str) -> int:
+        return await _call(self.registry.remove, name)
+
+    async def status(self) -> dict[str, Any]:
+        status = serve.status()
+        apps = {}
+        for app_name, app in status.applications.items():
+            apps[app_name] = {
+                "status": str(app.status.value if hasattr(app.status, "value") else app.status),
+                "deployments": {
+                    name: {
+                        "status": str(getattr(d.status, "value", d.status)),
+                        "replicas": dict(d.replica_states),
+                    }
+                    for name, d in app.deployments.items()
+                },
+            }
+        return {"applications": apps}

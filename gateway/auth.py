@@ -1,0 +1,91 @@
+"""API keys: how they are made, stored (only as hashes) and looked up on the request path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.config import state_dir
+
+KEY_PREFIX = "sk-llmgw-"
+ADMIN_KEY_FILE = "admin.key"
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: its SHA-256, hex. Keys are long random strings, so no salt."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, its tenant and what it may do."""
+
+    key_id: str
+    tenant: str
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset({"*"}))
+    requests_per_minute: int | None = None
+
+    def may(self, scope: str) -> bool:
+        return "*" in self.scopes or scope in self.scopes
+
+
+ADMIN = Principal(key_id="admin", tenant="admin", scopes=frozenset({"*", "admin"}))
+
+
+@dataclass
+class AdminKey:
+    """The admin key's hash, and the key itself only when it was just generated (to print once)."""
+
+    hash: str
+    generated: str | None = None
+    path: Path | None = None
+
+
+def admin_key(env_var: str = "LLMGW_ADMIN_KEY", create: bool = True) -> AdminKey | None:
+    """The admin key from `env_var`, else from the state directory, else a new one saved there.
+
+    A new key is written with mode 0600 and returned in `generated` so the caller prints it
+    once; it is never logged afterwards.
+    """
+    from_env = os.environ.get(env_var)
+    if from_env:
+        return AdminKey(hash_key(from_env))
+    path = state_dir() / ADMIN_KEY_FILE
+    if path.exists():
+        return AdminKey(hash_key(path.read_text().strip()), path=path)
+    if not create:
+        return None
+    key = new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return AdminKey(hash_key(key), generated=key, path=path)
+
+
+def read_admin_key(env_var: str = "LLMGW_ADMIN_KEY") -> str | None:
+    """The admin key itself, for the CLI: from the environment or the state directory."""
+    from_env = os.environ.get(env_var)
+    if from_env:
+        return from_env
+    path = state_dir() / ADMIN_KEY_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+class KeyRing:
+    """Key hash -> principal, as the replica holds it; lookups never leave the process."""
+
+    def __init__(self, principals: dict[str, Principal] | None = None) -> None:
+        self._by_hash: dict[str, Principal] = dict(principals or {})
+
+    def lookup(self, key: str) -> Principal | None:
+        return self._by_hash.get(hash_key(key))
+
+    def replace(self, principals: dict[str, Principal]) -> None:
+        self._by_hash = dict(principals)

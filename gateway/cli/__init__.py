@@ -1,0 +1,21 @@
+"""The `llmgw` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import lifecycle, models
+
+app = typer.Typer(
+    name="llmgw",
+    help="llmgw: an enterprise LLM gateway on Ray Serve.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+lifecycle.register(app)
+app.add_typer(models.models_app, name="models")
+app.add_typer(models.route_app, name="route")
+
+
+def main() -> None:
+    app()

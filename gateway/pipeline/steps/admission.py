@@ -1,0 +1,182 @@
+"""Steps that decide whether a request may proceed: validate, authenticate, authorize, admit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from gateway.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.step import ALL_ENDPOINTS, Step
+from gateway.wire import ChatCompletionRequest, EmbeddingRequest
+
+# Discriminated unions put the tag, and plain unions the type, into an error's location.
+_UNION_LABELS = {"system", "developer", "user", "assistant", "tool", "text", "image_url"}
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    """`('messages', 0, 'user', 'content')` -> `messages[0].content`."""
+    out = ""
+    previous: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif (
+            (isinstance(previous, int) and part in _UNION_LABELS)
+            or "[" in str(part)
+            or (part in ("str", "int", "float", "bool", "list", "dict", "function-after"))
+        ):
+            pass
+        else:
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out
+
+
+def validation_error(exc: ValidationError) -> InvalidRequestError:
+    """The first problem in a request body, worded as OpenAI words it, naming the field."""
+    error = exc.errors()[0]
+    param = _param(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return InvalidRequestError(
+            f"Unrecognized request argument supplied: {param}",
+            param=param,
+            code="unknown_parameter",
+        )
+    if error["type"] == "missing":
+        return InvalidRequestError(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    return InvalidRequestError(
+        f"Invalid value for '{param}': {error['msg']}.", param=param, code="invalid_value"
+    )
+
+
+class Validate(Step):
+    """Parse and check the body: JSON, OpenAI's schema, size and message-count limits."""
+
+    name = "validate"
+
+    async def handle(self, ctx: RequestContext) -> None:
+        server = self.services.config.server
+        if len(ctx.body) > server.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body of {len(ctx.body)} bytes exceeds the limit of "
+                f"{server.max_body_bytes} bytes"
+            )
+        try:
+            data = orjson.loads(ctx.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestError(
+                f"We could not parse the JSON body of your request ({exc.msg}).",
+                code="invalid_json",
+            ) from None
+        if not isinstance(data, dict):
+            raise InvalidRequestError(
+                "The request body must be a JSON object.", code="invalid_json"
+            )
+        model_cls = ChatCompletionRequest if ctx.endpoint == "chat" else EmbeddingRequest
+        try:
+            parsed = model_cls.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        if isinstance(parsed, ChatCompletionRequest):
+            if len(parsed.messages) > server.max_messages:
+                raise InvalidRequestError(
+                    f"'messages' has {len(parsed.messages)} items; at most "
+                    f"{server.max_messages} are accepted",
+                    param="messages",
+                )
+            if parsed.stream_options is not None and not parsed.stream:
+                raise InvalidRequestError(
+                    "'stream_options' is only allowed when 'stream' is true",
+                    param="stream_options",
+                )
+            ctx.chat = parsed
+        else:
+            ctx.embedding = parsed
+
+
+def _masked(key: str) -> str:
+    return f"{key[:8]}{'*' * 4}{key[-4:]}" if len(key) > 12 else "****"
+
+
+class Authenticate(Step):
+    """Who is calling: a Bearer key looked up (by hash) in the replica's key ring."""
+
+    name = "authenticate"
+    endpoints = ALL_ENDPOINTS
+
+    async def handle(self, ctx: RequestContext) -> None:
+        header = ctx.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if not header or scheme.lower() != "bearer" or not key:
+            raise AuthenticationError(
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
+        principal = self.services.keys.lookup(key)
+        if principal is None:
+            raise AuthenticationError(f"Incorrect API key provided: {_masked(key)}.")
+        ctx.principal = principal
+
+
+_SCOPES = {"chat": "chat", "embeddings": "embeddings", "models": "models", "admin": "admin"}
+
+
+class Authorize(Step):
+    """Whether the caller's key may use this endpoint; which models it may use is routing's."""
+
+    name = "authorize"
+    endpoints = frozenset({"chat", "embeddings", "models", "admin"})
+
+    async def handle(self, ctx: RequestContext) -> None:
+        scope = _SCOPES[ctx.endpoint]
+        if ctx.principal is None or not ctx.principal.may(scope):
+            raise PermissionDeniedError(
+                f"this API key is not allowed to use {ctx.path} (it lacks the '{scope}' scope)"
+            )
+
+
+class Admit(Step):
+    """A per-key request rate, as a token bucket held by this replica.
+
+    Limits shared across replicas (quota leases) replace this when tenants get budgets.
+    """
+
+    name = "admit"
+
+    def __init__(self, services: Any) -> None:
+        super().__init__(services)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    async def handle(self, ctx: RequestContext) -> None:
+        principal = ctx.principal
+        if principal is None or not principal.requests_per_minute:
+            return
+        rate = principal.requests_per_minute / 60.0
+        capacity = float(principal.requests_per_minute)
+        now = time.monotonic()
+        tokens, then = self._buckets.get(principal.key_id, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * rate)
+        if tokens < 1.0:
+            self._buckets[principal.key_id] = (tokens, now)
+            raise RateLimitError(
+                f"Rate limit reached for this key: {principal.requests_per_minute} requests "
+                "per minute.",
+                retry_after=(1.0 - tokens) / rate,
+            )
+        self._buckets[principal.key_id] = (tokens - 1.0, now)

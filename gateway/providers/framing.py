@@ -1,0 +1,88 @@
+"""Adapter output made ready for the wire where the adapter runs, so the ingress never re-parses.
+
+A pool (or an in-process upstream) serialises each chunk once into an SSE frame; the ingress
+passes frames through and reads only the two small objects that carry timing and usage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from gateway.config import ModelConfig
+from gateway.providers.base import Provider
+from gateway.wire import ChatCompletionRequest, EmbeddingRequest, Usage, dump
+
+
+def sse(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class Completed:
+    """A finished non-streaming call: the response body, its usage and the time upstream took."""
+
+    body: bytes
+    usage: Usage
+    upstream_ms: float
+
+
+@dataclass(slots=True)
+class StreamHead:
+    """The first frame of a stream, with the upstream's time to it."""
+
+    frame: bytes
+    upstream_ms: float
+
+
+@dataclass(slots=True)
+class StreamTail:
+    """The usage frame that ends a stream; the ingress sends it only if the client asked."""
+
+    frame: bytes
+    usage: Usage
+    upstream_ms: float
+    upstream_ttft_ms: float
+
+
+StreamItem = bytes | StreamHead | StreamTail
+
+
+async def complete_framed(
+    provider: Provider, request: ChatCompletionRequest, model: ModelConfig
+) -> Completed:
+    start = time.perf_counter()
+    completion = await provider.complete(request, model)
+    elapsed = (time.perf_counter() - start) * 1000
+    return Completed(dump(completion), completion.usage or Usage(), elapsed)
+
+
+async def stream_framed(
+    provider: Provider, request: ChatCompletionRequest, model: ModelConfig
+) -> AsyncIterator[StreamItem]:
+    start = time.perf_counter()
+    first_ms: float | None = None
+    async for chunk in provider.stream(request, model):
+        frame = sse(dump(chunk))
+        if first_ms is None:
+            first_ms = (time.perf_counter() - start) * 1000
+            yield StreamHead(frame, first_ms)
+        elif chunk.usage is not None and not chunk.choices:
+            total = (time.perf_counter() - start) * 1000
+            yield StreamTail(frame, chunk.usage, total, first_ms)
+        else:
+            yield frame
+
+
+async def embed_framed(
+    provider: Provider, request: EmbeddingRequest, model: ModelConfig
+) -> Completed:
+    start = time.perf_counter()
+    response = await provider.embed(request, model)
+    elapsed = (time.perf_counter() - start) * 1000
+    usage = Usage.of(response.usage.prompt_tokens, 0)
+    return Completed(dump(response), usage, elapsed)

@@ -1,0 +1,172 @@
+"""The OpenAI-compatible HTTP API: one FastAPI app per replica, over a `GatewayRuntime`."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import __version__
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from gateway.pipeline.context import Endpoint, RequestContext
+from gateway.server.admin import add_admin_routes
+from gateway.server.runtime import GatewayRuntime
+from gateway.server.streaming import sse_body
+from gateway.wire import ModelCard, ModelList, dump
+
+JSON = "application/json"
+_STARTED = int(time.time())
+
+_STATUS_ERRORS = {404: NotFoundError, 405: InvalidRequestError}
+
+
+def error_response(error: GatewayError, request_id: str | None = None) -> Response:
+    headers = error.headers()
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(error.json(), status_code=error.status_code, media_type=JSON, headers=headers)
+
+
+def _context(request: Request, endpoint: Endpoint, body: bytes = b"") -> RequestContext:
+    ctx = RequestContext(
+        endpoint=endpoint, path=request.url.path, headers=request.headers, body=body
+    )
+    client_id = request.headers.get("x-request-id")
+    if client_id:
+        ctx.request_id = client_id[:128]
+    return ctx
+
+
+def _served_headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id, "x-llmgw-overhead-ms": f"{ctx.overhead_ms():.2f}"}
+    if ctx.model is not None:
+        headers["x-llmgw-model"] = ctx.model.name
+        headers["x-llmgw-provider"] = ctx.model.provider
+    return headers
+
+
+def create_api(runtime: GatewayRuntime) -> FastAPI:
+    """The app a replica serves: `/v1/*`, `/health*`, `/admin/*`, and OpenAPI at `/docs`."""
+    api = FastAPI(title="llmgw", version=__version__, description="An enterprise LLM gateway.")
+    pipeline = runtime.pipeline
+    max_body = runtime.services.config.server.max_body_bytes
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cls = _STATUS_ERRORS.get(exc.status_code, InvalidRequestError)
+        message = (
+            f"Unknown request URL: {request.method} {request.url.path}."
+            if exc.status_code == 404
+            else f"{exc.detail}: {request.method} {request.url.path}"
+        )
+        return error_response(cls(message, status_code=exc.status_code))
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(InvalidRequestError(f"invalid request: {exc.errors()[0]['msg']}"))
+
+    async def read_body(request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return error_response(_too_large(int(declared), max_body))
+        body = await request.body()
+        if len(body) > max_body:
+            return error_response(_too_large(len(body), max_body))
+        return body
+
+    async def model_call(request: Request, endpoint: Endpoint) -> Response:
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        ctx = _context(request, endpoint, body)
+        await pipeline.run(ctx)
+        if ctx.error is not None:
+            await pipeline.finish(ctx)
+            return error_response(ctx.error, ctx.request_id)
+        if ctx.stream is not None:
+            headers = _served_headers(ctx)
+            headers["cache-control"] = "no-cache"
+            return StreamingResponse(
+                sse_body(ctx, pipeline.finish), media_type="text/event-stream", headers=headers
+            )
+        assert ctx.completed is not None
+        response = Response(ctx.completed.body, media_type=JSON, headers=_served_headers(ctx))
+        await pipeline.finish(ctx)
+        return response
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await model_call(request, "chat")
+
+    @api.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await model_call(request, "embeddings")
+
+    async def gate(request: Request, endpoint: Endpoint) -> RequestContext:
+        ctx = _context(request, endpoint)
+        await pipeline.run(ctx)
+        return ctx
+
+    @api.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        ctx = await gate(request, "models")
+        if ctx.error is not None:
+            return error_response(ctx.error, ctx.request_id)
+        snapshot = runtime.services.snapshot()
+        cards = [
+            ModelCard(id=m.name, created=_STARTED, owned_by=m.provider)
+            for m in snapshot.models.values()
+        ]
+        return Response(dump(ModelList(data=cards)), media_type=JSON)
+
+    @api.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, request: Request) -> Response:
+        ctx = await gate(request, "models")
+        if ctx.error is not None:
+            return error_response(ctx.error, ctx.request_id)
+        model = runtime.services.snapshot().resolve(model_id)
+        if model is None:
+            return error_response(
+                ModelNotFoundError(
+                    f"The model '{model_id}' does not exist or you do not have access to it.",
+                    param="model",
+                ),
+                ctx.request_id,
+            )
+        card = ModelCard(id=model.name, created=_STARTED, owned_by=model.provider)
+        return Response(dump(card), media_type=JSON)
+
+    @api.get("/health")
+    async def health(request: Request) -> Response:
+        ctx = await gate(request, "health")
+        if ctx.error is not None:
+            return error_response(ctx.error, ctx.request_id)
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @api.get("/health/ready")
+    async def ready(request: Request) -> Response:
+        ctx = await gate(request, "health")
+        if ctx.error is not None:
+            return error_response(ctx.error, ctx.request_id)
+        snapshot = runtime.services.snapshot()
+        body = {"status": "ready", "registry_version": snapshot.version}
+        body["models"] = len(snapshot.models)
+        return Response(orjson.dumps(body), media_type=JSON)
+
+    add_admin_routes(api, runtime, gate, error_response)
+    return api
+
+
+def _too_large(size: int, limit: int) -> GatewayError:
+    return PayloadTooLargeError(f"request body of {size} bytes exceeds the limit of {limit} bytes")

@@ -1,0 +1,36 @@
+"""Everything the HTTP layer needs in one replica: pipeline, services, and the admin backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.pipeline.context import Services
+from gateway.pipeline.pipeline import Pipeline
+
+
+class AdminBackend(Protocol):
+    """Registry changes and cluster facts, served off the request path (actor calls are fine)."""
+
+    async def register_model(self, model: dict[str, Any]) -> int: ...
+
+    async def update_model(self, name: str, changes: dict[str, Any]) -> int: ...
+
+    async def deprecate_model(self, name: str) -> int: ...
+
+    async def remove_model(self, name: str) -> int: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class GatewayRuntime:
+    """One replica's gateway: what `create_api` serves."""
+
+    services: Services
+    pipeline: Pipeline
+    admin: AdminBackend
+
+    @classmethod
+    def build(cls, services: Services, admin: AdminBackend) -> GatewayRuntime:
+        return cls(services, Pipeline(services.config.pipeline, services), admin)

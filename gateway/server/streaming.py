@@ -1,0 +1,78 @@
+"""A started stream turned into the SSE body the client reads, in one place.
+
+Frames arrive already serialised; this only forwards them, keeps usage for metering, applies
+the total timeout, turns a mid-stream failure into an error event, and always finishes the
+pipeline (meter, audit) once the stream is over, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from gateway.errors import GatewayError, InternalError, UpstreamTimeoutError
+from gateway.pipeline.context import RequestContext
+from gateway.providers.framing import SSE_DONE, StreamTail, sse
+from gateway.wire import Usage
+
+CLIENT_CLOSED = 499
+
+
+async def sse_body(
+    ctx: RequestContext, finish: Callable[[RequestContext], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """The bytes of `ctx.stream` as Server-Sent Events, ending with `data: [DONE]`."""
+    start = ctx.stream
+    assert start is not None and ctx.chat is not None
+    options = ctx.chat.stream_options
+    include_usage = bool(options and options.include_usage)
+    content_frames = 0
+    rest = start.rest
+    try:
+        yield start.head.frame
+        pending = list(start.prefix)
+        while True:
+            if pending:
+                item = pending.pop(0)
+            else:
+                try:
+                    async with asyncio.timeout_at(start.total_deadline):
+                        item = await anext(rest, None)
+                except TimeoutError:
+                    raise UpstreamTimeoutError(
+                        f"model '{start.model.name}' did not finish within "
+                        f"{start.model.timeouts.total_s:g} s",
+                        provider=start.model.provider,
+                    ) from None
+            if item is None:
+                break
+            if isinstance(item, StreamTail):
+                ctx.usage = item.usage
+                ctx.upstream_ms += item.upstream_ms - item.upstream_ttft_ms
+                if include_usage:
+                    yield item.frame
+            else:
+                content_frames += 1
+                yield item
+        yield SSE_DONE
+    except GatewayError as error:
+        ctx.error, ctx.status = error, error.status_code
+        yield sse(error.json())
+    except asyncio.CancelledError:
+        # The client went away: the upstream call is cancelled with the generator below.
+        ctx.status = CLIENT_CLOSED
+        raise
+    except Exception:
+        ctx.error = InternalError(f"internal error (request id {ctx.request_id})")
+        ctx.status = 500
+        yield sse(ctx.error.json())
+    finally:
+        closer = getattr(rest, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+        if ctx.usage is None:
+            # Cut short before the upstream reported usage: count what was sent.
+            ctx.usage = Usage.of(0, content_frames)
+        await finish(ctx)
