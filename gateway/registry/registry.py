@@ -1,0 +1,454 @@
+"""The model registry: providers and models at a version, persisted on every change.
+
+Pure logic, no Ray: the registry actor wraps one `Registry` and pushes its snapshots to
+replicas. Every change is validated as a whole (names, aliases, providers, fallbacks), saved to
+the store in one transaction, and only then applied, so memory never runs ahead of the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
+from gateway.errors import (
+    ConflictError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from gateway.registry.snapshot import ModelStats, RegistrySnapshot
+from gateway.registry.stats import CallSample, CallStats
+from gateway.store import StaleRegistryError, Store
+
+log = logging.getLogger(__name__)
+
+_Config = TypeVar("_Config", ModelConfig, ProviderConfig)
+
+
+def config_digest(config: GatewayConfig) -> str:
+    """A hash of the providers and models a config file names (other sections do not count)."""
+    data = {
+        "providers": [p.model_dump(mode="json") for p in config.providers],
+        "models": [m.model_dump(mode="json") for m in config.models],
+    }
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Registry:
+    """Providers and models at a monotonically increasing version, plus live call statistics.
+
+    With a store, every change is saved before it is applied; without one it lives in memory.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        version: int = 0,
+        providers: Iterable[ProviderConfig] = (),
+        models: Iterable[ModelConfig] = (),
+        clock: Callable[[], float] = time.time,
+        stats_interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._version = version
+        self._providers: dict[str, ProviderConfig] = {p.name: p for p in providers}
+        self._models: dict[str, ModelConfig] = {m.name: m for m in models}
+        self._owners = _owners(self._models)
+        self._clock = clock
+        self._calls = CallStats()
+        self._stats: dict[str, ModelStats] = {}
+        # Seeded from the wall clock: stats move at most once a second, so the version keeps
+        # increasing across actor restarts and a replica never mistakes new stats for old.
+        self._stats_version = int(clock())
+        self._stats_interval_s = stats_interval_s
+        self._stats_published_at = float("-inf")
+        self._stats_dirty = False
+        self._snapshot: RegistrySnapshot | None = None
+
+    @classmethod
+    def open(
+        cls,
+        store: Store,
+        config: GatewayConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        stats_interval_s: float = 1.0,
+    ) -> Registry:
+        """The registry as saved in `store`, reconciled with the config file's providers and models.
+
+        An empty store takes the config's; a store seeded from a different config takes the
+        config's as upserts (config wins for what it names; models added through the API stay);
+        a store seeded from this very config wins.
+        """
+        state = store.load_registry()
+        registry = cls(
+            store,
+            version=state.version,
+            providers=state.providers,
+            models=state.models,
+            clock=clock,
+            stats_interval_s=stats_interval_s,
+        )
+        if config is not None:
+            digest = config_digest(config)
+            if digest != state.config_hash:
+                registry._apply_config(config, digest)
+        return registry
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def stats_version(self) -> int:
+        return self._stats_version
+
+    @property
+    def models(self) -> Mapping[str, ModelConfig]:
+        return self._models
+
+    @property
+    def providers(self) -> Mapping[str, ProviderConfig]:
+        return self._providers
+
+    def snapshot(self) -> RegistrySnapshot:
+        """The current snapshot; built once per version, re-dressed with fresher stats."""
+        snap = self._snapshot
+        if snap is None or snap.version != self._version:
+            snap = RegistrySnapshot(
+                self._version, self._providers, self._models, self._stats, self._stats_version
+            )
+        elif snap.stats_version != self._stats_version:
+            snap = snap.with_stats(self._stats, self._stats_version)
+        self._snapshot = snap
+        return snap
+
+    # ------------------------------------------------------------------ providers
+
+    def register_provider(self, provider: ProviderConfig | Mapping[str, Any]) -> int:
+        """Add a provider; registering the same one again changes nothing. Returns the version."""
+        provider = _validate(ProviderConfig, provider, "provider")
+        existing = self._providers.get(provider.name)
+        if existing == provider:
+            return self._version
+        if existing is not None:
+            raise ConflictError(
+                f"provider '{provider.name}' is already registered; update it instead",
+                param="name",
+            )
+        return self._commit(
+            providers={**self._providers, provider.name: provider}, saved=[provider]
+        )
+
+    def update_provider(self, name: str, changes: Mapping[str, Any]) -> int:
+        """Change some fields of a provider (nested mappings are merged). Returns the version."""
+        current = self._providers.get(name)
+        if current is None:
+            raise NotFoundError(f"no provider named '{name}'", param="name")
+        if "name" in changes and changes["name"] != name:
+            raise InvalidRequestError("a provider's name cannot be changed", param="name")
+        updated = _validate(ProviderConfig, _merge(current.model_dump(), changes), "provider")
+        if updated == current:
+            return self._version
+        return self._commit(providers={**self._providers, name: updated}, saved=[updated])
+
+    def remove_provider(self, name: str) -> int:
+        """Remove a provider no model uses. Returns the version."""
+        if name not in self._providers:
+            raise NotFoundError(f"no provider named '{name}'", param="name")
+        users = [m.name for m in self._models.values() if m.provider == name]
+        if users:
+            raise ConflictError(
+                f"provider '{name}' is used by {len(users)} model(s) ({_some(users)});"
+                " remove those models or move them to another provider first",
+                param="name",
+            )
+        providers = {k: v for k, v in self._providers.items() if k != name}
+        return self._commit(providers=providers, deleted_providers=[name])
+
+    # ------------------------------------------------------------------ models
+
+    def register_model(self, model: ModelConfig | Mapping[str, Any]) -> int:
+        """Add a model; registering the same one again changes nothing. Returns the version."""
+        model = _validate(ModelConfig, model, "model")
+        existing = self._models.get(model.name)
+        if existing == model:
+            return self._version
+        if existing is not None:
+            raise ConflictError(
+                f"model '{model.name}' is already registered; update it instead", param="model"
+            )
+        self._check_model(model)
+        return self._commit(models={**self._models, model.name: model}, saved=[model])
+
+    def update_model(self, name: str, changes: Mapping[str, Any]) -> int:
+        """Change some fields of a model, validated as a whole; nested mappings (price,
+        timeouts, sim) are merged, other values replace. Returns the version."""
+        current = self._require(name)
+        if "name" in changes and changes["name"] != name:
+            raise InvalidRequestError(
+                "a model's name cannot be changed; register the new name and remove this one",
+                param="name",
+            )
+        updated = _validate(ModelConfig, _merge(current.model_dump(), changes), f"model '{name}'")
+        if updated == current:
+            return self._version
+        self._check_model(updated)
+        dropped = set(current.aliases) - set(updated.aliases)
+        self._check_unreferenced(name, dropped, "drop alias(es)")
+        return self._commit(models={**self._models, name: updated}, saved=[updated])
+
+    def deprecate(self, name: str) -> int:
+        """Mark a model deprecated: still served when named, no longer picked by routing."""
+        return self.update_model(name, {"status": "deprecated"})
+
+    def remove(self, name: str) -> int:
+        """Remove a model no other model falls back to. Returns the version."""
+        current = self._require(name)
+        self._check_unreferenced(name, {name, *current.aliases}, "remove it")
+        models = {k: v for k, v in self._models.items() if k != name}
+        self._calls.forget(name)
+        return self._commit(models=models, deleted_models=[name])
+
+    # ------------------------------------------------------------------ live statistics
+
+    def record(self, samples: Iterable[CallSample]) -> bool:
+        """Add call samples; True when this published new stats (a new `stats_version`)."""
+        if self._calls.add(samples):
+            self._stats_dirty = True
+        return self.refresh_stats()
+
+    def refresh_stats(self, now: float | None = None) -> bool:
+        """Publish new stats when samples arrived or aged out, at most once per interval.
+
+        Call it periodically: stats change as old calls leave the window even with no traffic.
+        """
+        now = self._clock() if now is None else now
+        if not (self._stats_dirty or self._calls.expires_by(now)):
+            return False
+        if now - self._stats_published_at < self._stats_interval_s:
+            return False
+        self._stats_published_at = now
+        self._stats_dirty = False
+        stats = {m: s for m, s in self._calls.compute(now).items() if m in self._models}
+        if stats == self._stats:
+            return False
+        self._stats = stats
+        self._stats_version = max(self._stats_version + 1, int(now))
+        return True
+
+    # ------------------------------------------------------------------ internals
+
+    def _require(self, name: str) -> ModelConfig:
+        model = self._models.get(name)
+        if model is not None:
+            return model
+        owner = self._owners.get(name)
+        hint = f"; '{name}' is an alias of '{owner}'" if owner else ""
+        raise ModelNotFoundError(f"no model named '{name}'{hint}", param="model")
+
+    def _check_model(self, model: ModelConfig) -> None:
+        """Refuse a model whose provider, names or fallbacks do not fit the rest."""
+        where = f"model '{model.name}'"
+        if model.provider not in self._providers:
+            raise InvalidRequestError(
+                f"{where}: unknown provider '{model.provider}'; registered providers are"
+                f" {sorted(self._providers)}",
+                param="provider",
+            )
+        owner = self._owners.get(model.name)
+        if owner is not None and owner != model.name:
+            raise InvalidRequestError(
+                f"{where}: the name is already an alias of model '{owner}'", param="name"
+            )
+        seen: set[str] = set()
+        for alias in model.aliases:
+            owner = self._owners.get(alias)
+            if alias == model.name or alias in seen:
+                raise InvalidRequestError(f"{where}: alias '{alias}' is repeated", param="aliases")
+            if owner is not None and owner != model.name:
+                raise InvalidRequestError(
+                    f"{where}: alias '{alias}' is already the name or an alias of model '{owner}'",
+                    param="aliases",
+                )
+            seen.add(alias)
+        own_names = {model.name, *model.aliases}
+        for fallback in model.fallbacks:
+            if fallback in own_names:
+                raise InvalidRequestError(
+                    f"{where}: cannot fall back to itself ('{fallback}')", param="fallbacks"
+                )
+            if fallback not in self._owners:
+                raise InvalidRequestError(
+                    f"{where}: fallback '{fallback}' is not a registered model", param="fallbacks"
+                )
+
+    def _check_unreferenced(self, name: str, names: set[str], action: str) -> None:
+        if not names:
+            return
+        users = [
+            m.name for m in self._models.values() if m.name != name and names & set(m.fallbacks)
+        ]
+        if users:
+            raise ConflictError(
+                f"model '{name}' is a fallback of {_some(users)}; remove it from their"
+                f" fallbacks before you {action}",
+                param="model",
+            )
+
+    def _commit(
+        self,
+        *,
+        providers: dict[str, ProviderConfig] | None = None,
+        models: dict[str, ModelConfig] | None = None,
+        saved: Iterable[ModelConfig | ProviderConfig] = (),
+        deleted_models: Iterable[str] = (),
+        deleted_providers: Iterable[str] = (),
+        config_hash: str | None = None,
+    ) -> int:
+        """Save a change, then make it current (new dicts: snapshots already out stay intact)."""
+        version = self._version + 1
+        if self._store is not None:
+            saved = list(saved)
+            try:
+                self._store.save_registry_change(
+                    version,
+                    providers=[c for c in saved if isinstance(c, ProviderConfig)],
+                    models=[c for c in saved if isinstance(c, ModelConfig)],
+                    delete_models=deleted_models,
+                    delete_providers=deleted_providers,
+                    config_hash=config_hash,
+                )
+            except (SQLAlchemyError, StaleRegistryError) as exc:
+                log.exception("registry: saving version %d failed", version)
+                raise ServiceUnavailableError(
+                    f"the registry could not save the change to its store: {exc}"
+                ) from exc
+        if providers is not None:
+            self._providers = providers
+        if models is not None:
+            self._models = models
+            self._owners = _owners(models)
+            self._stats = {m: s for m, s in self._stats.items() if m in models}
+        self._version = version
+        return version
+
+    def _apply_config(self, config: GatewayConfig, digest: str) -> None:
+        """Upsert the config's providers and models; stored names that clash with them yield."""
+        ours = {name: m.name for m in config.models for name in (m.name, *m.aliases)}
+        models = dict(self._models)
+        for model in config.models:
+            models.pop(model.name, None)
+        config_models = list(config.models)
+        for name, model in list(models.items()):
+            if name in ours:
+                # An API-added model's name is one of the config's aliases: the name stays.
+                owner = ours.pop(name)
+                log.warning(
+                    "registry: config alias '%s' of model '%s' is the name of a model added"
+                    " through the API; the alias is not applied",
+                    name,
+                    owner,
+                )
+                config_models = [
+                    m.model_copy(update={"aliases": [a for a in m.aliases if a != name]})
+                    if m.name == owner
+                    else m
+                    for m in config_models
+                ]
+            clashes = [a for a in model.aliases if a in ours]
+            if clashes:
+                log.warning(
+                    "registry: model '%s' loses alias(es) %s, now named by the config file",
+                    name,
+                    clashes,
+                )
+                models[name] = model.model_copy(
+                    update={"aliases": [a for a in model.aliases if a not in ours]}
+                )
+        models.update({m.name: m for m in config_models})
+        names = _owners(models)
+        for name, model in list(models.items()):
+            dangling = [f for f in model.fallbacks if f not in names]
+            if dangling:
+                log.warning("registry: model '%s' loses unknown fallback(s) %s", name, dangling)
+                models[name] = model.model_copy(
+                    update={"fallbacks": [f for f in model.fallbacks if f in names]}
+                )
+        changed = [m for name, m in models.items() if self._models.get(name) != m]
+        providers = {**self._providers, **{p.name: p for p in config.providers}}
+        log.info(
+            "registry: applying the config file (%d providers, %d models) at version %d",
+            len(config.providers),
+            len(config.models),
+            self._version + 1,
+        )
+        self._commit(
+            providers=providers,
+            models=models,
+            saved=[*config.providers, *changed],
+            config_hash=digest,
+        )
+
+
+def _owners(models: Mapping[str, ModelConfig]) -> dict[str, str]:
+    """Every name and alias -> the model's name."""
+    owners: dict[str, str] = {}
+    for model in models.values():
+        owners[model.name] = model.name
+        for alias in model.aliases:
+            owners.setdefault(alias, model.name)
+    return owners
+
+
+def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            value = _merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def _validate(kind: type[_Config], value: _Config | Mapping[str, Any], what: str) -> _Config:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid(what, exc) from None
+
+
+def _invalid(what: str, exc: ValidationError) -> InvalidRequestError:
+    """One message naming every bad field, with the first field as `param`."""
+    problems = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or what
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{path}: unknown field")
+            continue
+        got = error.get("input")
+        shown = f", got {got!r}" if not isinstance(got, (dict, list)) else ""
+        problems.append(f"{path}: {error['msg']}{shown}")
+    first = exc.errors()[0]["loc"] if exc.errors() else ()
+    param = ".".join(str(part) for part in first) or None
+    return InvalidRequestError(f"invalid {what}: {'; '.join(problems)}", param=param)
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
