@@ -1,0 +1,50 @@
+"""What a routing decision is asked: the request's needs and hints, and the tenant's policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicy:
+    """What one tenant's keys may route to, and how they like it routed.
+
+    Model names here are canonical names (not aliases); None means no restriction.
+    """
+
+    allowed_models: frozenset[str] | None = None
+    allowed_providers: frozenset[str] | None = None
+    preferred_providers: tuple[str, ...] = ()
+    preferred_models: tuple[str, ...] = ()
+    allow_testing: bool = False
+    default_strategy: str | None = None
+    max_cost_per_mtok: float | None = None
+
+
+OPEN_POLICY = TenantPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """One request as routing sees it.
+
+    `model` is a model name, an alias, `provider/upstream`, or `auto` (the gateway picks).
+    `needs` are capabilities: chat, streaming, tools, vision, json_mode, embeddings.
+    `providers` and `prefer` are the request's own route hints; `prefer` holds provider or model
+    names. `strategy` None means the policy's default, then the config's.
+    """
+
+    model: str
+    use_case: str | None = None
+    strategy: str | None = None
+    needs: frozenset[str] = frozenset()
+    prompt_tokens: int = 0
+    max_output_tokens: int | None = None
+    max_cost_per_mtok: float | None = None
+    max_latency_ms: float | None = None
+    providers: frozenset[str] | None = None
+    prefer: tuple[str, ...] = ()
+    fallback: bool = True
+    policy: TenantPolicy = OPEN_POLICY

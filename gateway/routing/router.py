@@ -1,0 +1,175 @@
+"""Choosing the models for a request: a named model and its fallbacks, or `auto` ranked by a
+strategy over a routing table precomputed per snapshot.
+
+A decision walks a pre-sorted list, applies every filter to each model it meets, and stops
+after `max_candidates`; nothing per request is proportional to the registry's size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import get_args
+
+from gateway.config import RoutingConfig, Strategy
+from gateway.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from gateway.registry.snapshot import RegistrySnapshot
+from gateway.routing.circuit import CircuitBoard
+from gateway.routing.decision import Candidate, RouteDecision
+from gateway.routing.eligibility import (
+    CAPABILITY_PARAMS,
+    CIRCUIT,
+    Constraints,
+    diagnose,
+    no_use_case,
+)
+from gateway.routing.request import AUTO, RouteRequest, TenantPolicy
+from gateway.routing.strategies import RANKERS
+from gateway.routing.table import Entry, RoutingTable, UseCaseTable, routing_table
+
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+DEFAULT_USE_CASE = "chat"
+
+
+def plan(
+    request: RouteRequest,
+    snapshot: RegistrySnapshot,
+    config: RoutingConfig,
+    circuits: CircuitBoard | None = None,
+    *,
+    explain: bool = False,
+) -> RouteDecision:
+    """The ordered candidates (the fallback chain) for `request`; a GatewayError if none.
+
+    With `explain`, `rejected` lists every other model and why it was not chosen.
+    """
+    table = routing_table(snapshot, config)
+    if request.model == AUTO:
+        return _plan_auto(request, snapshot, table, config, circuits, explain)
+    return _plan_named(request, snapshot, table, config, circuits)
+
+
+# ---------------------------------------------------------------- a named model
+
+
+def _permitted(entry: Entry, policy: TenantPolicy) -> bool:
+    if policy.allowed_models is not None and entry.name not in policy.allowed_models:
+        return False
+    if policy.allowed_providers is not None and entry.provider not in policy.allowed_providers:
+        return False
+    return policy.max_cost_per_mtok is None or entry.price <= policy.max_cost_per_mtok
+
+
+def _plan_named(
+    request: RouteRequest,
+    snapshot: RegistrySnapshot,
+    table: RoutingTable,
+    config: RoutingConfig,
+    circuits: CircuitBoard | None,
+) -> RouteDecision:
+    model = snapshot.resolve(request.model)
+    head = table.entries[model.name] if model is not None else None
+    # A model this key may not use answers exactly like one that does not exist.
+    if head is None or not _permitted(head, request.policy):
+        raise ModelNotFoundError(
+            f"The model '{request.model}' does not exist or you do not have access to it.",
+            param="model",
+        )
+    # The client's hints steer what the gateway chooses (the fallbacks), never the model it
+    # named; deprecated fallbacks are fine, since the operator listed them.
+    c = Constraints(request, circuits, deprecated_ok=True)
+    missing = c.missing(head)
+    if missing:
+        raise InvalidRequestError(
+            f"The model '{request.model}' does not support {missing[0]}.",
+            param=CAPABILITY_PARAMS.get(missing[0]),
+            code="unsupported_parameter",
+        )
+    chain = [(head, "named model")]
+    rejected: list[tuple[str, str]] = []
+    if request.fallback and config.fallback:
+        listed = {head.name}
+        for i, name in enumerate(head.model.fallbacks, 1):
+            fallback = snapshot.resolve(name)
+            if fallback is None:
+                rejected.append((name, f"fallback #{i} of {head.name} is not in the registry"))
+            elif fallback.name not in listed:
+                listed.add(fallback.name)
+                chain.append((table.entries[fallback.name], f"fallback #{i} of {head.name}"))
+    candidates: list[Candidate] = []
+    wait: float | None = None
+    for i, (entry, reason) in enumerate(chain):
+        code = (CIRCUIT if c.circuit_open(entry) else 0) if i == 0 else c.failure(entry)
+        if code == CIRCUIT:
+            wait = min(c.circuit_wait(entry), wait if wait is not None else math.inf)
+        if code:
+            rejected.append((entry.name, c.describe(code, entry)))
+        else:
+            candidates.append(Candidate(entry.model, 0.0, reason))
+    if not candidates:
+        raise ServiceUnavailableError(
+            f"The model '{request.model}' is failing upstream (circuit open) and no fallback "
+            f"can take the request; retry after {wait or 0:.0f} s.",
+            retry_after=wait,
+            provider=head.provider,
+        )
+    return RouteDecision("named", candidates, rejected)
+
+
+# ---------------------------------------------------------------- auto
+
+
+def _strategy(request: RouteRequest, config: RoutingConfig) -> str:
+    strategy = request.strategy or request.policy.default_strategy or config.strategy
+    if strategy not in STRATEGIES:
+        raise InvalidRequestError(
+            f"Invalid routing strategy '{strategy}': expected one of {', '.join(STRATEGIES)}.",
+            param="route.strategy",
+        )
+    return strategy
+
+
+def _plan_auto(
+    request: RouteRequest,
+    snapshot: RegistrySnapshot,
+    table: RoutingTable,
+    config: RoutingConfig,
+    circuits: CircuitBoard | None,
+    explain: bool,
+) -> RouteDecision:
+    use_case = request.use_case or DEFAULT_USE_CASE
+    strategy = _strategy(request, config)
+    k = config.max_candidates if request.fallback and config.fallback else 1
+    uct = table.use_cases.get(use_case)
+    if uct is None:
+        raise no_use_case(use_case, request.use_case is not None)
+    c = Constraints(request, circuits)
+    picks = RANKERS[strategy](uct, c, k, snapshot, config)
+    if not picks:
+        raise diagnose(use_case, uct.served, c)
+    decision = RouteDecision(strategy, [Candidate(e.model, s, why) for e, s, why in picks])
+    if explain:
+        decision.rejected = _rejections(table, uct, c, decision)
+    return decision
+
+
+def _rejections(
+    table: RoutingTable, uct: UseCaseTable, c: Constraints, decision: RouteDecision
+) -> list[tuple[str, str]]:
+    chosen = set(decision.names())
+    serving = {e.name: e for e in uct.served}
+    rejected = []
+    for name in table.entries:
+        entry = serving.get(name)
+        if name in chosen:
+            continue
+        if entry is None:
+            rejected.append((name, f"does not serve use case '{uct.use_case}'"))
+            continue
+        code = c.failure(entry)
+        why = (
+            c.describe(code, entry)
+            if code
+            else (f"eligible, ranked below the top {len(chosen)} by {decision.strategy}")
+        )
+        rejected.append((name, why))
+    return rejected
