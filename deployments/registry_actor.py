@@ -1,0 +1,174 @@
+"""The registry actor: one named, detached owner of the model registry for the whole cluster.
+
+Replicas never call it on the request path. Each holds a snapshot and keeps a `watch` long poll
+open, which returns the moment the registry or its live statistics move on. The actor restores
+itself from the store when Ray restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+
+from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
+from gateway.registry.registry import Registry
+from gateway.registry.snapshot import RegistrySnapshot
+from gateway.registry.stats import CallSample
+from gateway.store import Store
+
+log = logging.getLogger("llmgw.registry")
+
+REGISTRY_NAME = "llmgw-registry"
+NAMESPACE = "llmgw"
+
+
+# Calls whose retry after an actor restart is safe: reads, and changes that are no-ops when
+# repeated (registering the same model or applying the same update twice changes nothing).
+# Removals are not: a retried removal would answer "not found" for a removal that happened.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RegistryActor:
+    """The `Registry` over the store, with long-poll `watch` for replicas' snapshots."""
+
+    def __init__(
+        self,
+        config: GatewayConfig | None,
+        store_url: str,
+        stats_interval_s: float = 1.0,
+    ) -> None:
+        store = Store(store_url)
+        store.migrate()
+        self._registry = Registry.open(store, config, stats_interval_s=stats_interval_s)
+        self._stats_interval_s = stats_interval_s
+        self._changed = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        log.info(
+            "registry actor up at version %d with %d models (%r)",
+            self._registry.version,
+            len(self._registry.models),
+            store,
+        )
+
+    # ------------------------------------------------------------------ changes
+
+    async def register_model(self, model: ModelConfig | Mapping[str, Any]) -> int:
+        """Add a model; returns the registry version."""
+        return self._changed_to(self._registry.register_model(model))
+
+    async def update_model(self, name: str, changes: Mapping[str, Any]) -> int:
+        """Change fields of a model (nested mappings merge); returns the registry version."""
+        return self._changed_to(self._registry.update_model(name, changes))
+
+    async def deprecate(self, name: str) -> int:
+        """Mark a model deprecated; returns the registry version."""
+        return self._changed_to(self._registry.deprecate(name))
+
+    @ray.method(max_task_retries=0)
+    async def remove(self, name: str) -> int:
+        """Remove a model; returns the registry version."""
+        return self._changed_to(self._registry.remove(name))
+
+    async def register_provider(self, provider: ProviderConfig | Mapping[str, Any]) -> int:
+        """Add a provider; returns the registry version."""
+        return self._changed_to(self._registry.register_provider(provider))
+
+    async def update_provider(self, name: str, changes: Mapping[str, Any]) -> int:
+        """Change fields of a provider; returns the registry version."""
+        return self._changed_to(self._registry.update_provider(name, changes))
+
+    @ray.method(max_task_retries=0)
+    async def remove_provider(self, name: str) -> int:
+        """Remove a provider no model uses; returns the registry version."""
+        return self._changed_to(self._registry.remove_provider(name))
+
+    # ------------------------------------------------------------------ reading
+
+    async def snapshot(self) -> RegistrySnapshot:
+        """The current snapshot."""
+        self._start_ticker()
+        return self._registry.snapshot()
+
+    async def watch(
+        self, known_version: int, known_stats_version: int, timeout_s: float
+    ) -> RegistrySnapshot | None:
+        """Long poll: the snapshot as soon as either version differs from the known ones,
+        or None after `timeout_s`. A replica calls it again as soon as it returns."""
+        self._start_ticker()
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            registry = self._registry
+            # "Differs", not "is past": a replica must also follow a store that was reset.
+            if registry.version != known_version or registry.stats_version != known_stats_version:
+                return registry.snapshot()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return None
+
+    async def report(self, samples: list[CallSample]) -> None:
+        """Call samples from a replica (sent in batches about once a second)."""
+        self._start_ticker()
+        if self._registry.record(samples):
+            self._notify()
+
+    async def status(self) -> dict[str, Any]:
+        """Versions and sizes, for `llmgw status` and health checks."""
+        registry = self._registry
+        return {
+            "version": registry.version,
+            "stats_version": registry.stats_version,
+            "models": len(registry.models),
+            "providers": sorted(registry.providers),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _changed_to(self, version: int) -> int:
+        self._start_ticker()
+        self._notify()
+        return version
+
+    def _notify(self) -> None:
+        # Wake every pending watch; later watches wait on a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _start_ticker(self) -> None:
+        # Started from the first call, inside the actor's event loop.
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """Publish stats that changed, or aged out with no traffic, at most once an interval."""
+        while True:
+            await asyncio.sleep(self._stats_interval_s)
+            try:
+                if self._registry.refresh_stats():
+                    self._notify()
+            except Exception:
+                log.exception("registry: refreshing stats failed")
+
+
+def get_or_create_registry(
+    config: GatewayConfig | None,
+    store_url: str,
+    *,
+    name: str = REGISTRY_NAME,
+    namespace: str = NAMESPACE,
+    stats_interval_s: float = 1.0,
+) -> ActorHandle:
+    """The cluster's registry actor, started (detached) by the first caller.
+
+    A running actor keeps the config it started with; restarting it re-reads the store.
+    """
+    return RegistryActor.options(
+        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+    ).remote(config, store_url, stats_interval_s)

@@ -1,0 +1,167 @@
+"""A replica's side of the registry: the current snapshot, kept fresh by a background long poll,
+and call samples shipped to the registry actor about once a second.
+
+The request path only reads `current` and appends to a buffer; it never waits on the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from typing import Any
+
+from gateway.registry.snapshot import RegistrySnapshot
+from gateway.registry.stats import CallSample
+
+log = logging.getLogger("llmgw.snapshot_feed")
+
+_MIN_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 5.0
+# A watch returns by itself after its timeout; allow this much more before calling it lost.
+_WATCH_SLACK_S = 10.0
+
+
+class SnapshotFeed:
+    """The registry snapshot a replica routes on, pushed by the registry actor's `watch`."""
+
+    def __init__(
+        self,
+        actor: Any,
+        *,
+        watch_timeout_s: float = 30.0,
+        report_interval_s: float = 1.0,
+        max_buffered: int = 10_000,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        self._actor = actor
+        self._watch_timeout_s = watch_timeout_s
+        self._report_interval_s = report_interval_s
+        self._start_timeout_s = start_timeout_s
+        # Samples are statistics: when the actor is away the oldest are dropped, never blocked on.
+        self._samples: deque[CallSample] = deque(maxlen=max_buffered)
+        self._current: RegistrySnapshot | None = None
+        self._updated = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = False
+
+    @property
+    def current(self) -> RegistrySnapshot:
+        """The newest snapshot this replica has."""
+        if self._current is None:
+            raise RuntimeError("SnapshotFeed.start() has not completed")
+        return self._current
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last call to the registry actor succeeded."""
+        return self._connected
+
+    async def start(self) -> RegistrySnapshot:
+        """Fetch the first snapshot (retrying while the actor starts), then follow changes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout_s
+        delay = _MIN_BACKOFF_S
+        while True:
+            try:
+                snapshot = await asyncio.wait_for(
+                    self._actor.snapshot.remote(), self._start_timeout_s
+                )
+                break
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    raise RuntimeError(
+                        f"no registry snapshot within {self._start_timeout_s:.0f} s: {exc!r}"
+                    ) from exc
+                log.warning("registry not reachable yet (%r); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+        await self._set(snapshot)
+        self._tasks = [
+            loop.create_task(self._follow(), name="llmgw-snapshot-watch"),
+            loop.create_task(self._ship_samples(), name="llmgw-sample-report"),
+        ]
+        return snapshot
+
+    def report(self, sample: CallSample) -> None:
+        """Buffer one call sample; it reaches the registry with the next batch."""
+        self._samples.append(sample)
+
+    async def flush(self) -> None:
+        """Send buffered samples now."""
+        if not self._samples:
+            return
+        batch = list(self._samples)
+        self._samples.clear()
+        try:
+            await asyncio.wait_for(self._actor.report.remote(batch), _WATCH_SLACK_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("dropped %d call samples: registry unreachable (%r)", len(batch), exc)
+
+    async def wait_for_version(self, version: int, timeout_s: float = 10.0) -> RegistrySnapshot:
+        """Wait until this replica holds registry `version` or newer (read-your-writes)."""
+        async with self._updated:
+            await asyncio.wait_for(
+                self._updated.wait_for(
+                    lambda: self._current is not None and self._current.version >= version
+                ),
+                timeout_s,
+            )
+        return self.current
+
+    async def aclose(self) -> None:
+        """Stop following; send what samples are buffered."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush()
+
+    # ------------------------------------------------------------------ background
+
+    async def _set(self, snapshot: RegistrySnapshot) -> None:
+        async with self._updated:
+            self._current = snapshot
+            self._updated.notify_all()
+
+    async def _follow(self) -> None:
+        delay = _MIN_BACKOFF_S
+        while True:
+            known = self.current
+            try:
+                snapshot = await asyncio.wait_for(
+                    self._actor.watch.remote(
+                        known.version, known.stats_version, self._watch_timeout_s
+                    ),
+                    self._watch_timeout_s + _WATCH_SLACK_S,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The actor died or is restarting: Ray restarts it (max_restarts=-1) and the
+                # same handle works again, so back off and ask again.
+                if self._connected:
+                    log.warning("registry watch failed (%r); retrying with backoff", exc)
+                self._connected = False
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+                continue
+            if not self._connected:
+                log.info("registry watch connected")
+            self._connected = True
+            delay = _MIN_BACKOFF_S
+            if snapshot is not None:
+                await self._set(snapshot)
+
+    async def _ship_samples(self) -> None:
+        while True:
+            await asyncio.sleep(self._report_interval_s)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("shipping call samples failed")
