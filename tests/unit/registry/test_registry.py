@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from gateway.errors import (
 from gateway.registry.registry import Registry, config_digest
 from gateway.registry.stats import CallSample
 from gateway.store import Store
+from tests.pg import database_url, pg_database  # noqa: F401 - a fixture
 
 
 class Clock:
@@ -28,11 +30,14 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'llmgw.db'}")
-    store.migrate()
-    return store
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty store: a SQLite file or a fresh PostgreSQL schema."""
+    for url in database_url(request, tmp_path):
+        store = Store(url)
+        store.migrate()
+        yield store
+        store.close()
 
 
 @pytest.fixture
