@@ -10,6 +10,9 @@ from gateway.providers.base import Provider
 # type -> "module:Class"; importing lazily keeps an unused SDK out of every replica.
 PROVIDER_CLASSES: dict[str, str] = {
     "sim": "gateway.providers.sim:SimProvider",
+    "openai": "gateway.providers.openai:OpenAIProvider",
+    "anthropic": "gateway.providers.anthropic:AnthropicProvider",
+    "ollama": "gateway.providers.ollama:OllamaProvider",
 }
 
 

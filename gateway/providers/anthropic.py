@@ -1,0 +1,428 @@
+"""Anthropic's Messages API through `anthropic.AsyncAnthropic`.
+
+System and developer messages become the `system` parameter; tool calls and results become
+`tool_use` / `tool_result` blocks (consecutive results in one user turn). `json_schema` output
+is native (`output_config.format`); `json_object` is emulated with a forced tool whose input is
+returned as the message content. API version 2026-10-21 refuses `temperature` and `top_p`, so
+they are refused here too, naming the parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import anthropic
+import httpx2
+
+from gateway.config import ModelConfig, ProviderConfig
+from gateway.errors import GatewayError
+from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.mapping import (
+    JSON_TOOL,
+    JSON_TOOL_DESCRIPTION,
+    Deadline,
+    ToolCallDeltas,
+    api_key,
+    check_capabilities,
+    check_json_output,
+    connection_error,
+    cut_error,
+    malformed_error,
+    merge_turns,
+    missing_key,
+    parse_data_url,
+    refuse,
+    timeout_error,
+    tool_arguments,
+    upstream_error,
+)
+from gateway.wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    Delta,
+    FunctionCall,
+    ImagePart,
+    ResponseMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    text_of,
+)
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# An `error` event inside a 200 stream carries only its type: the status it stands for.
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+EFFORTS = {"low", "medium", "high", "xhigh"}
+
+
+class AnthropicProvider(Provider):
+    """Claude models through Anthropic's Messages API."""
+
+    type = "anthropic"
+    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode"})
+    unsupported_params = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "metadata",
+            "store",
+            "service_tier",
+            "prompt_cache_key",
+            "safety_identifier",
+        }
+    )
+    default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self._key = api_key(config, self.default_key_env)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=self._key or "unset",
+            base_url=config.base_url,
+            max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(
+                    max_connections=config.max_connections,
+                    max_keepalive_connections=min(config.max_connections, 100),
+                )
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
+        super().check(request, model)
+        check_capabilities(request, model)
+        if request.modalities and set(request.modalities) != {"text"}:
+            raise refuse("modalities", self.type, "only text output")
+        if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
+            raise refuse("reasoning_effort", self.type, f"one of {sorted(EFFORTS)}")
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_object" and request.tools:
+            raise refuse(
+                "response_format",
+                self.type,
+                "json_object is emulated with a tool and cannot be combined with tools; "
+                "use json_schema",
+            )
+        if self._key is None:
+            raise missing_key(self.config, self.default_key_env)
+
+    # ----------------------------------------------------------------- request -> SDK call
+
+    def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+        system = [
+            {"type": "text", "text": text_of(m.content)}
+            for m in request.messages
+            if isinstance(m, SystemMessage)
+        ]
+        params: dict[str, Any] = {
+            "model": model.upstream_id,
+            "messages": merge_turns(
+                [self._turn(m) for m in request.messages if m.role not in ("system", "developer")]
+            ),
+            "max_tokens": request.output_limit() or model.max_output_tokens,
+            "timeout": anthropic.Timeout(model.timeouts.total_s, connect=model.timeouts.connect_s),
+        }
+        if system:
+            params["system"] = system
+        if request.stop_list():
+            params["stop_sequences"] = request.stop_list()
+        if request.user is not None:
+            params["metadata"] = {"user_id": request.user}
+        if request.tools:
+            params["tools"] = [
+                {
+                    "name": tool.function.name,
+                    "description": tool.function.description or "",
+                    "input_schema": tool.function.parameters or {"type": "object"},
+                    **({"strict": tool.function.strict} if tool.function.strict else {}),
+                }
+                for tool in request.tools
+            ]
+        tool_choice = self._tool_choice(request)
+        if tool_choice is not None:
+            params["tool_choice"] = tool_choice
+        output_config: dict[str, Any] = {}
+        if request.reasoning_effort is not None:
+            output_config["effort"] = request.reasoning_effort
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+            schema = anthropic.transform_schema(fmt.json_schema.schema_ or {"type": "object"})
+            output_config["format"] = {"type": "json_schema", "schema": schema}
+        elif fmt is not None and fmt.type == "json_object":
+            params["tools"] = [
+                {
+                    "name": JSON_TOOL,
+                    "description": JSON_TOOL_DESCRIPTION,
+                    "input_schema": {"type": "object"},
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+        if output_config:
+            params["output_config"] = output_config
+        return params
+
+    def _turn(self, message: Any) -> dict[str, Any]:
+        if isinstance(message, ToolMessage):
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": text_of(message.content),
+            }
+            return {"role": "user", "content": [result]}
+        if isinstance(message, AssistantMessage):
+            blocks: list[dict[str, Any]] = []
+            if text_of(message.content):
+                blocks.append({"type": "text", "text": text_of(message.content)})
+            for call in message.tool_calls or []:
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.function.name,
+                        "input": tool_arguments(call.function.arguments),
+                    }
+                )
+            return {"role": "assistant", "content": blocks}
+        if isinstance(message.content, str):
+            return {"role": "user", "content": [{"type": "text", "text": message.content}]}
+        return {"role": "user", "content": [self._part(part) for part in message.content]}
+
+    @staticmethod
+    def _part(part: Any) -> dict[str, Any]:
+        if not isinstance(part, ImagePart):
+            return {"type": "text", "text": part.text}
+        url = part.image_url.url
+        if url.startswith("data:"):
+            image = parse_data_url(url)
+            source = {"type": "base64", "media_type": image.media_type, "data": image.b64()}
+        else:
+            source = {"type": "url", "url": url}
+        return {"type": "image", "source": source}
+
+    @staticmethod
+    def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
+        choice = request.tool_choice
+        if choice is None and request.parallel_tool_calls is not False:
+            return None
+        if choice is None or choice == "auto":
+            result: dict[str, Any] = {"type": "auto"}
+        elif choice == "none":
+            return {"type": "none"}
+        elif choice == "required":
+            result = {"type": "any"}
+        else:
+            result = {"type": "tool", "name": choice.function.name}
+        if request.parallel_tool_calls is False:
+            result["disable_parallel_tool_use"] = True
+        return result
+
+    # ----------------------------------------------------------------- chat
+
+    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        try:
+            message = await deadline.run(
+                self._client.messages.create(**self._params(request, model))
+            )
+            return self._completion(message, request, model)
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _completion(
+        self, message: Any, request: ChatCompletionRequest, model: ModelConfig
+    ) -> ChatCompletion:
+        text, calls = "", []
+        for block in message.content:
+            if block.type == "text":
+                text += block.text
+            elif block.type == "tool_use" and block.name == JSON_TOOL and _emulating(request):
+                text += json.dumps(block.input)
+            elif block.type == "tool_use":
+                arguments = json.dumps(block.input)
+                calls.append(
+                    ToolCall(
+                        id=block.id, function=FunctionCall(name=block.name, arguments=arguments)
+                    )
+                )
+        finish = _finish(message.stop_reason, request)
+        if finish == "stop" and not calls:
+            check_json_output(text, request.response_format, self.name)
+        return ChatCompletion(
+            model=model.name,
+            choices=[
+                Choice(
+                    message=ResponseMessage(
+                        content=(text or None) if calls else text, tool_calls=calls or None
+                    ),
+                    finish_reason=finish,
+                )
+            ],
+            usage=_usage(message.usage),
+        )
+
+    async def stream(
+        self, request: ChatCompletionRequest, model: ModelConfig
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        chunks = ChunkStream(model.name)
+        state = _StreamState(request)
+        try:
+            events = await deadline.run(
+                self._client.messages.create(**self._params(request, model), stream=True)
+            )
+            try:
+                async for event in deadline.events(events.__aiter__()):
+                    for chunk in self._chunks(event, chunks, state):
+                        yield chunk
+            finally:
+                await events.close()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if state.usage is None:
+            raise cut_error(self.name)
+        yield chunks.usage(state.usage)
+
+    def _chunks(
+        self, event: Any, chunks: ChunkStream, state: _StreamState
+    ) -> list[ChatCompletionChunk]:
+        """Our chunks for one Anthropic stream event."""
+        kind = event.type
+        if kind == "message_start":
+            state.input = event.message.usage
+            return [chunks.chunk(Delta(role="assistant", content=""))]
+        if kind == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use" and not (block.name == JSON_TOOL and state.emulating):
+                delta = state.calls.start(event.index, block.id, block.name)
+                return [chunks.chunk(Delta(tool_calls=[delta]))]
+            if block.type == "text" and block.text:
+                state.text += block.text
+                return [chunks.chunk(Delta(content=block.text))]
+            return []
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta":
+                state.text += delta.text
+                return [chunks.chunk(Delta(content=delta.text))]
+            if delta.type == "input_json_delta" and event.index in state.calls:
+                fragment = state.calls.arguments(event.index, delta.partial_json)
+                return [chunks.chunk(Delta(tool_calls=[fragment]))]
+            if delta.type == "input_json_delta" and state.emulating:
+                state.text += delta.partial_json
+                return [chunks.chunk(Delta(content=delta.partial_json))]
+            return []
+        if kind == "message_delta":
+            state.stop_reason = event.delta.stop_reason
+            state.output = event.usage
+            return []
+        if kind == "message_stop":
+            finish = _finish(state.stop_reason, state.request)
+            if finish == "stop" and not len(state.calls):
+                check_json_output(state.text, state.request.response_format, self.name)
+            state.usage = _usage(state.input, state.output)
+            return [chunks.chunk(Delta(), finish_reason=finish)]
+        return []
+
+    # ----------------------------------------------------------------- errors
+
+    def _error(self, exc: Exception) -> GatewayError:
+        """The taxonomy error for anything the SDK or the transport raised."""
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
+            return timeout_error(self.name)
+        if isinstance(exc, anthropic.APIConnectionError):
+            if isinstance(exc.__cause__, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+                return cut_error(self.name)
+            return connection_error(self.name, exc)
+        if isinstance(exc, anthropic.APIResponseValidationError):
+            return malformed_error(self.name, exc.message)
+        if isinstance(exc, anthropic.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            error = body.get("error") if isinstance(body.get("error"), dict) else {}
+            message = error.get("message") or str(exc.body or exc.message)
+            status = exc.status_code
+            if status < 400:
+                status = ERROR_TYPE_STATUS.get(error.get("type", ""), 502)
+            return upstream_error(self.name, status, message, headers=exc.response.headers)
+        if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            return cut_error(self.name)
+        if isinstance(exc, ValueError):
+            return malformed_error(self.name, str(exc))
+        if isinstance(exc, httpx2.TransportError):
+            return connection_error(self.name, exc)
+        raise exc
+
+
+class _StreamState:
+    """What an Anthropic stream has shown so far."""
+
+    def __init__(self, request: ChatCompletionRequest) -> None:
+        self.request = request
+        self.emulating = _emulating(request)
+        self.calls = ToolCallDeltas()
+        self.text = ""
+        self.stop_reason: str | None = None
+        self.input: Any = None
+        self.output: Any = None
+        self.usage: Usage | None = None
+
+
+def _emulating(request: ChatCompletionRequest) -> bool:
+    fmt = request.response_format
+    return fmt is not None and fmt.type == "json_object"
+
+
+def _finish(stop_reason: str | None, request: ChatCompletionRequest) -> str:
+    if stop_reason == "tool_use" and _emulating(request):
+        return "stop"
+    return FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def _usage(start: Any, end: Any = None) -> Usage:
+    """OpenAI usage from Anthropic's, whose `input_tokens` leave cached tokens out."""
+    fields = {}
+    for source in (start, end):
+        if source is not None:
+            fields.update({k: v for k, v in source.model_dump().items() if v is not None})
+    cached = fields.get("cache_read_input_tokens") or 0
+    written = fields.get("cache_creation_input_tokens") or 0
+    prompt = (fields.get("input_tokens") or 0) + cached + written
+    return Usage.of(prompt, fields.get("output_tokens") or 0, cached)

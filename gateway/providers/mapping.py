@@ -1,0 +1,407 @@
+"""What the adapters share: upstream errors into our taxonomy, time budgets, images as bytes,
+JSON-output checks, tool-call stream deltas and embedding encodings.
+
+Each adapter keeps its own three converters (request, response, stream event); this module
+holds only what would otherwise be written five times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import os
+import re
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from gateway.config import ModelConfig, ProviderConfig, Timeouts
+from gateway.errors import (
+    ContentFilterError,
+    ContextLengthError,
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    from_status,
+)
+from gateway.wire import (
+    ChatCompletionRequest,
+    FunctionCallDelta,
+    ImagePart,
+    ResponseFormat,
+    ToolCallDelta,
+    UserMessage,
+)
+
+T = TypeVar("T")
+
+# ------------------------------------------------------------------------------ credentials
+
+
+def api_key(config: ProviderConfig, default_env: str) -> str | None:
+    """The provider's key from the environment variable its config names (or the default)."""
+    return os.environ.get(config.api_key_env or default_env) or None
+
+
+def missing_key(config: ProviderConfig, default_env: str) -> UpstreamError:
+    env = config.api_key_env or default_env
+    return UpstreamError(
+        f"provider '{config.name}' has no API key: environment variable {env} is not set",
+        provider=config.name,
+        code="upstream_auth_failed",
+    )
+
+
+# ------------------------------------------------------------------------------ errors
+
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|context window|maximum context|prompt is too long|input is too long"
+    r"|too many (input )?tokens|exceeds the context",
+    re.IGNORECASE,
+)
+_CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation", "responsible_ai_policy"}
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def upstream_error(
+    provider: str,
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> GatewayError:
+    """The taxonomy error for an upstream's HTTP failure: status first, then what 400s mean."""
+    if status in (400, 413, 422) and (
+        code == "context_length_exceeded" or _CONTEXT_LENGTH.search(message)
+    ):
+        return ContextLengthError(message, param="messages", provider=provider)
+    if status in (400, 403) and code in _CONTENT_FILTER_CODES:
+        return ContentFilterError(message, param=param, provider=provider)
+    return from_status(
+        status,
+        message,
+        provider=provider,
+        retry_after=retry_after(headers),
+        code=code if status < 500 else None,
+        param=param,
+    )
+
+
+def timeout_error(provider: str, seconds: float | None = None) -> UpstreamTimeoutError:
+    within = f" within {seconds:g}s" if seconds else ""
+    return UpstreamTimeoutError(f"provider '{provider}' did not answer{within}", provider=provider)
+
+
+def connection_error(provider: str, exc: BaseException) -> ServiceUnavailableError:
+    return ServiceUnavailableError(f"cannot reach provider '{provider}': {exc}", provider=provider)
+
+
+def malformed_error(provider: str, what: str) -> UpstreamError:
+    return UpstreamError(
+        f"provider '{provider}' sent a response that could not be read: {what}",
+        provider=provider,
+        code="malformed_upstream_response",
+    )
+
+
+def cut_error(provider: str) -> UpstreamError:
+    return UpstreamError(
+        f"provider '{provider}' ended the stream before finishing the response",
+        provider=provider,
+        code="upstream_stream_cut",
+    )
+
+
+# ------------------------------------------------------------------------------ time budgets
+
+
+@dataclass
+class Deadline:
+    """One call's time budget: `total_s` for all of it, `first_token_s` for a stream's start."""
+
+    timeouts: Timeouts
+    provider: str
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return max(0.0, self.timeouts.total_s - (time.monotonic() - self.started))
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await within the total budget; past it, an `UpstreamTimeoutError`."""
+        try:
+            return await asyncio.wait_for(awaitable, self.remaining())
+        except asyncio.TimeoutError:
+            raise timeout_error(self.provider, self.timeouts.total_s) from None
+
+    async def events(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
+        """A stream's events within the budget: the first by `first_token_s`, all by `total_s`."""
+        first = True
+        while True:
+            limit = self.remaining()
+            if first:
+                elapsed = time.monotonic() - self.started
+                limit = min(limit, max(0.0, self.timeouts.first_token_s - elapsed))
+            try:
+                event = await asyncio.wait_for(events.__anext__(), limit)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                seconds = self.timeouts.first_token_s if first else self.timeouts.total_s
+                raise timeout_error(self.provider, seconds) from None
+            first = False
+            yield event
+
+
+# ------------------------------------------------------------------------------ capabilities
+
+
+def has_images(request: ChatCompletionRequest) -> bool:
+    return any(
+        isinstance(m, UserMessage)
+        and not isinstance(m.content, str)
+        and any(isinstance(p, ImagePart) for p in m.content)
+        for m in request.messages
+    )
+
+
+def check_capabilities(request: ChatCompletionRequest, model: ModelConfig) -> None:
+    """Refuse images and JSON output a model cannot handle, naming the parameter."""
+    if has_images(request) and "vision" not in model.capabilities:
+        raise InvalidRequestError(
+            f"model '{model.name}' does not accept images; send text only", param="messages"
+        )
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text" and "json_mode" not in model.capabilities:
+        raise InvalidRequestError(
+            f"model '{model.name}' does not support response_format '{fmt.type}'",
+            param="response_format",
+        )
+
+
+def refuse(param: str, provider_type: str, detail: str = "") -> InvalidRequestError:
+    """The 400 for a parameter a provider cannot honour."""
+    suffix = f": {detail}" if detail else ""
+    return InvalidRequestError(
+        f"'{param}' is not supported by provider type '{provider_type}'{suffix}", param=param
+    )
+
+
+# ------------------------------------------------------------------------------ images
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image's bytes and media type, for providers that take bytes rather than URLs."""
+
+    media_type: str
+    data: bytes
+
+    @property
+    def format(self) -> str:
+        """`png`, `jpeg`, `gif` or `webp`: the short name Bedrock wants."""
+        return self.media_type.split("/", 1)[1]
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode()
+
+
+_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
+
+
+def _sniff(data: bytes, declared: str | None) -> str:
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if declared in {"image/png", "image/jpeg", "image/gif", "image/webp"}:
+        return declared
+    raise InvalidRequestError("image_url is not a PNG, JPEG, GIF or WebP image", param="messages")
+
+
+def parse_data_url(url: str) -> ImageData:
+    """The image inside a `data:image/...;base64,` URL."""
+    head, _, payload = url.partition(",")
+    if not head.startswith("data:") or ";base64" not in head:
+        raise InvalidRequestError("image_url data URLs must be base64-encoded", param="messages")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise InvalidRequestError(
+            "image_url data URL is not valid base64", param="messages"
+        ) from None
+    return ImageData(_sniff(data, head[5:].split(";", 1)[0]), data)
+
+
+async def fetch_image(url: str, http: httpx.AsyncClient) -> ImageData:
+    """The image at a data: or http(s) URL, fetched with httpx when the provider needs bytes."""
+    if url.startswith("data:"):
+        return parse_data_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise InvalidRequestError("image_url must be a data: or http(s) URL", param="messages")
+    try:
+        response = await http.get(url, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise InvalidRequestError(
+            f"could not fetch image_url {url}: {exc}", param="messages"
+        ) from None
+    if response.status_code != 200:
+        raise InvalidRequestError(
+            f"could not fetch image_url {url}: HTTP {response.status_code}", param="messages"
+        )
+    if len(response.content) > _MAX_IMAGE_BYTES:
+        raise InvalidRequestError(f"image_url {url} is larger than 20 MiB", param="messages")
+    declared = response.headers.get("content-type", "").split(";")[0].strip()
+    return ImageData(_sniff(response.content, declared), response.content)
+
+
+# ------------------------------------------------------------------------------ JSON output
+
+
+def tool_arguments(arguments: str) -> dict[str, Any]:
+    """An assistant tool call's JSON arguments as the object Anthropic, Bedrock, Ollama want."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        raise InvalidRequestError(
+            "an assistant tool call's arguments are not valid JSON", param="messages"
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            "an assistant tool call's arguments must be a JSON object", param="messages"
+        )
+    return value
+
+
+def output_schema(fmt: ResponseFormat | None) -> dict[str, Any] | None:
+    """The schema a response must satisfy: the client's, or any object for json_object."""
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_schema" and fmt.json_schema and fmt.json_schema.schema_ is not None:
+        return fmt.json_schema.schema_
+    return {"type": "object"}
+
+
+def check_json_output(content: str | None, fmt: ResponseFormat | None, provider: str) -> None:
+    """A JSON-mode answer must parse and satisfy the schema; otherwise a 502 saying why."""
+    schema = output_schema(fmt)
+    if schema is None:
+        return
+    import jsonschema
+
+    try:
+        value = json.loads(content or "")
+    except ValueError:
+        raise UpstreamError(
+            f"provider '{provider}' answered a JSON-mode request with text that is not JSON",
+            provider=provider,
+            code="invalid_json_output",
+        ) from None
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise UpstreamError(
+            f"provider '{provider}' answered with JSON that does not match the requested "
+            f"schema at {where}: {exc.message}",
+            provider=provider,
+            code="invalid_json_output",
+        ) from None
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequestError(
+            f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
+            param="response_format",
+        ) from None
+
+
+# The forced tool that emulates JSON output where a provider has no JSON-object mode.
+JSON_TOOL = "json_response"
+JSON_TOOL_DESCRIPTION = "Respond with the JSON object that answers the user's request."
+
+
+# ------------------------------------------------------------------------------ streams
+
+
+class ToolCallDeltas:
+    """OpenAI-style tool-call deltas from a provider's content blocks, indexed from 0."""
+
+    def __init__(self) -> None:
+        self._index: dict[Any, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def start(self, block: Any, call_id: str, name: str) -> ToolCallDelta:
+        """The first delta of a call: index, id, type, name and empty arguments."""
+        index = self._index.setdefault(block, len(self._index))
+        return ToolCallDelta(
+            index=index,
+            id=call_id,
+            type="function",
+            function=FunctionCallDelta(name=name, arguments=""),
+        )
+
+    def arguments(self, block: Any, fragment: str) -> ToolCallDelta:
+        return ToolCallDelta(
+            index=self._index[block], function=FunctionCallDelta(arguments=fragment)
+        )
+
+    def __contains__(self, block: Any) -> bool:
+        return block in self._index
+
+
+# ------------------------------------------------------------------------------ embeddings
+
+
+def encode_embedding(vector: list[float], encoding_format: str | None) -> list[float] | str:
+    """A vector as floats, or as base64 of little-endian float32 bytes (as OpenAI does)."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return [float(v) for v in vector]
+
+
+def merge_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive turns of one role as one turn of blocks, as Anthropic and Bedrock want.
+
+    Consecutive tool results become one user turn (the next user text joins it after them).
+    """
+    merged: list[dict[str, Any]] = []
+    for turn in turns:
+        if merged and merged[-1]["role"] == turn["role"]:
+            merged[-1]["content"].extend(turn["content"])
+        else:
+            merged.append({"role": turn["role"], "content": list(turn["content"])})
+    return merged

@@ -1,0 +1,365 @@
+"""Ollama's native API through `ollama.AsyncClient`: `/api/chat`, `/api/embed`, `/api/tags`.
+
+Images go as base64 (http URLs are fetched); tool-call arguments go as objects and tool results
+carry the tool's name; `json_object` is `format: "json"` and `json_schema` is `format: <schema>`.
+Ollama gives tool calls no ids and streams each call whole, so ids are minted here and each call
+streams as a first delta and one arguments delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import ollama
+import pydantic
+
+from gateway.config import ModelConfig, ProviderConfig
+from gateway.errors import GatewayError, UpstreamError
+from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.mapping import (
+    Deadline,
+    ToolCallDeltas,
+    check_capabilities,
+    check_json_output,
+    connection_error,
+    cut_error,
+    encode_embedding,
+    fetch_image,
+    malformed_error,
+    refuse,
+    timeout_error,
+    tool_arguments,
+    upstream_error,
+)
+from gateway.wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    Delta,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    FunctionCall,
+    ImagePart,
+    ResponseMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    text_of,
+)
+
+FINISH_REASONS = {"stop": "stop", "length": "length"}
+DEFAULT_HOST = "http://localhost:11434"
+
+# What `/api/show` capabilities mean in our registry's terms.
+CAPABILITIES = {
+    "completion": ["chat", "streaming", "json_mode"],
+    "tools": ["tools"],
+    "vision": ["vision"],
+    "embedding": ["embeddings"],
+}
+
+
+class OllamaProvider(Provider):
+    """Local (or remote) models served by Ollama."""
+
+    type = "ollama"
+    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode", "embeddings"})
+    unsupported_params = frozenset(
+        {
+            "user",
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "metadata",
+            "store",
+            "service_tier",
+            "reasoning_effort",
+            "prompt_cache_key",
+            "safety_identifier",
+        }
+    )
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.host = config.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        # Connect time is bounded per client; each call's total and first-token budget by Deadline.
+        self._client = ollama.AsyncClient(
+            host=self.host,
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=config.max_connections),
+        )
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+    def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
+        super().check(request, model)
+        check_capabilities(request, model)
+        if request.modalities and set(request.modalities) != {"text"}:
+            raise refuse("modalities", self.type, "only text output")
+        choice = request.tool_choice
+        if choice == "required" or (choice is not None and not isinstance(choice, str)):
+            raise refuse("tool_choice", self.type, "Ollama cannot force a tool; use 'auto'")
+        if request.parallel_tool_calls is False:
+            raise refuse("parallel_tool_calls", self.type, "Ollama cannot limit tool calls")
+
+    # ----------------------------------------------------------------- request -> SDK call
+
+    async def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+        names = {
+            call.id: call.function.name
+            for m in request.messages
+            if isinstance(m, AssistantMessage)
+            for call in m.tool_calls or []
+        }
+        params: dict[str, Any] = {
+            "model": model.upstream_id,
+            "messages": [await self._message(m, names) for m in request.messages],
+        }
+        if request.tools and request.tool_choice != "none":
+            params["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_object":
+            params["format"] = "json"
+        elif fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+            params["format"] = fmt.json_schema.schema_ or {"type": "object"}
+        options = {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "num_predict": request.output_limit(),
+            "stop": request.stop_list() or None,
+            "seed": request.seed,
+            "presence_penalty": request.presence_penalty,
+            "frequency_penalty": request.frequency_penalty,
+        }
+        options = {k: v for k, v in options.items() if v is not None}
+        if options:
+            params["options"] = options
+        return params
+
+    async def _message(self, message: Any, names: dict[str, str]) -> dict[str, Any]:
+        if isinstance(message, ToolMessage):
+            out = {"role": "tool", "content": text_of(message.content)}
+            if message.tool_call_id in names:
+                out["tool_name"] = names[message.tool_call_id]
+            return out
+        role = "system" if message.role == "developer" else message.role
+        out = {"role": role, "content": text_of(message.content)}
+        if isinstance(message, AssistantMessage) and message.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "function": {
+                        "name": call.function.name,
+                        "arguments": tool_arguments(call.function.arguments),
+                    }
+                }
+                for call in message.tool_calls
+            ]
+        parts = message.content if isinstance(message.content, list) else []
+        urls = [p.image_url.url for p in parts if isinstance(p, ImagePart)]
+        if urls:
+            images = await asyncio.gather(*(fetch_image(url, self._http) for url in urls))
+            out["images"] = [image.b64() for image in images]
+        return out
+
+    # ----------------------------------------------------------------- chat
+
+    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        params = await self._params(request, model)
+        try:
+            response = await deadline.run(self._client.chat(**params, stream=False))
+        except Exception as exc:
+            raise self._error(exc) from exc
+        calls = [_tool_call(call) for call in response.message.tool_calls or []]
+        text = response.message.content or ""
+        finish = (
+            "tool_calls" if calls else FINISH_REASONS.get(response.done_reason or "stop", "stop")
+        )
+        if finish == "stop":
+            check_json_output(text, request.response_format, self.name)
+        return ChatCompletion(
+            model=model.name,
+            choices=[
+                Choice(
+                    message=ResponseMessage(
+                        content=(text or None) if calls else text, tool_calls=calls or None
+                    ),
+                    finish_reason=finish,
+                )
+            ],
+            usage=_usage(response),
+        )
+
+    async def stream(
+        self, request: ChatCompletionRequest, model: ModelConfig
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        params = await self._params(request, model)
+        chunks = ChunkStream(model.name)
+        state = _StreamState(request)
+        try:
+            parts = await deadline.run(self._client.chat(**params, stream=True))
+            async for part in deadline.events(parts):
+                for chunk in self._chunks(part, chunks, state):
+                    yield chunk
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if state.usage is None:
+            raise cut_error(self.name)
+        yield chunks.usage(state.usage)
+
+    def _chunks(
+        self, part: Any, chunks: ChunkStream, state: _StreamState
+    ) -> list[ChatCompletionChunk]:
+        """Our chunks for one NDJSON line of Ollama's stream."""
+        out = []
+        if not state.started:
+            state.started = True
+            out.append(chunks.chunk(Delta(role="assistant", content="")))
+        if part.message.content:
+            state.text += part.message.content
+            out.append(chunks.chunk(Delta(content=part.message.content)))
+        for call in part.message.tool_calls or []:
+            block = len(state.calls)
+            head = state.calls.start(block, _call_id(), call.function.name)
+            arguments = state.calls.arguments(block, json.dumps(call.function.arguments))
+            out.append(chunks.chunk(Delta(tool_calls=[head])))
+            out.append(chunks.chunk(Delta(tool_calls=[arguments])))
+        if part.done:
+            finish = (
+                "tool_calls"
+                if len(state.calls)
+                else FINISH_REASONS.get(part.done_reason or "stop", "stop")
+            )
+            if finish == "stop":
+                check_json_output(state.text, state.request.response_format, self.name)
+            state.usage = _usage(part)
+            out.append(chunks.chunk(Delta(), finish_reason=finish))
+        return out
+
+    # ----------------------------------------------------------------- embeddings
+
+    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
+        if "embeddings" not in model.capabilities:
+            return await super().embed(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        try:
+            response = await deadline.run(
+                self._client.embed(
+                    model=model.upstream_id, input=request.texts(), dimensions=request.dimensions
+                )
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+        data = [
+            Embedding(index=i, embedding=encode_embedding(list(vector), request.encoding_format))
+            for i, vector in enumerate(response.embeddings)
+        ]
+        tokens = response.prompt_eval_count or 0
+        return EmbeddingResponse(
+            data=data,
+            model=model.name,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    # ----------------------------------------------------------------- discovery
+
+    async def discover(self) -> list[ModelConfig]:
+        """The installed models (`/api/tags`), each with its context window and capabilities."""
+        try:
+            listing = await asyncio.wait_for(self._client.list(), 10)
+            shown = await asyncio.gather(
+                *(asyncio.wait_for(self._client.show(m.model), 10) for m in listing.models)
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return [
+            _model_config(self.name, m.model or "", s)
+            for m, s in zip(listing.models, shown, strict=True)
+        ]
+
+    # ----------------------------------------------------------------- errors
+
+    def _error(self, exc: Exception) -> GatewayError:
+        """The taxonomy error for anything the SDK or the transport raised."""
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code < 400:
+                # An error line inside a 200 stream carries no status.
+                return UpstreamError(
+                    f"provider '{self.name}' failed mid-stream: {exc.error}", provider=self.name
+                )
+            return upstream_error(self.name, exc.status_code, str(exc.error))
+        if isinstance(exc, httpx.TimeoutException):
+            return timeout_error(self.name)
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return cut_error(self.name)
+        if isinstance(exc, (ConnectionError, httpx.TransportError)):
+            return connection_error(self.name, exc)
+        if isinstance(exc, (ValueError, pydantic.ValidationError)):
+            return malformed_error(self.name, str(exc))
+        raise exc
+
+
+class _StreamState:
+    """What an Ollama stream has shown so far."""
+
+    def __init__(self, request: ChatCompletionRequest) -> None:
+        self.request = request
+        self.started = False
+        self.calls = ToolCallDeltas()
+        self.text = ""
+        self.usage: Usage | None = None
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _tool_call(call: Any) -> ToolCall:
+    return ToolCall(
+        id=_call_id(),
+        function=FunctionCall(
+            name=call.function.name, arguments=json.dumps(call.function.arguments)
+        ),
+    )
+
+
+def _usage(response: Any) -> Usage:
+    return Usage.of(response.prompt_eval_count or 0, response.eval_count or 0)
+
+
+def _model_config(provider: str, name: str, shown: Any) -> ModelConfig:
+    info = shown.modelinfo or {}
+    context = next((int(v) for k, v in info.items() if k.endswith(".context_length") and v), 8192)
+    capabilities: list[str] = []
+    for capability in shown.capabilities or ["completion"]:
+        for ours in CAPABILITIES.get(capability, []):
+            if ours not in capabilities:
+                capabilities.append(ours)
+    chat = "chat" in capabilities
+    return ModelConfig(
+        name=name.removesuffix(":latest"),
+        provider=provider,
+        upstream=name,
+        capabilities=capabilities or ["chat", "streaming"],
+        context_window=context,
+        max_output_tokens=min(context, 8192),
+        use_cases=["chat", "summarization", "classification", "extraction"] if chat else [],
+    )

@@ -1,0 +1,27 @@
+"""Local servers that speak each provider's wire protocol, for adapter and contract tests."""
+
+from __future__ import annotations
+
+from tests.protocol_servers.anthropic_server import AnthropicServer
+from tests.protocol_servers.base import Failure, ProtocolServer, Received, Reply, ToolUse
+from tests.protocol_servers.ollama_server import OllamaServer
+from tests.protocol_servers.openai_server import OpenAIServer
+
+# provider type -> server class
+SERVERS: dict[str, type[ProtocolServer]] = {
+    "openai": OpenAIServer,
+    "anthropic": AnthropicServer,
+    "ollama": OllamaServer,
+}
+
+__all__ = [
+    "SERVERS",
+    "AnthropicServer",
+    "Failure",
+    "OllamaServer",
+    "OpenAIServer",
+    "ProtocolServer",
+    "Received",
+    "Reply",
+    "ToolUse",
+]
