@@ -124,7 +124,9 @@ class CircuitBreaker:
     def _count(self, ok: bool, now: float) -> None:
         buckets = self._buckets
         horizon = now - self.config.window_s
-        while buckets and buckets[0][0] + self._bucket_s <= horizon:
+        # A bucket leaves as soon as its start does: no call counts for longer than window_s
+        # (some leave up to one bucket, window_s/20, early).
+        while buckets and buckets[0][0] <= horizon:
             _, requests, errors = buckets.popleft()
             self._requests -= int(requests)
             self._errors -= int(errors)

@@ -140,32 +140,20 @@ def _by_hybrid(
         return [(e, e.hybrid, f"hybrid score {e.hybrid:.2f}: {e.detail}") for e in chosen]
     # A request's or tenant's preference adds one bonus per preferred provider or model, so
     # within each preferred group the presorted order still holds. The exact top k is then
-    # the best of: each group's top k (with its bonus) and the top k outside every group.
+    # among each group's top k (with its bonus) and the top k of the plain presorted order.
+    # A preferred model met in the plain walk scores without its bonus, but then the k picks
+    # of its own group outrank it and everything after it, so it cannot displace a better one.
     weight = config.weights.preference
     seen = set(taken or ())
-    pref_models: set[str] = set()
-    pref_providers = set(wanted) & uct.by_provider["hybrid"].keys()
     scored: list[tuple[float, str, Entry, str | None]] = []
     for i, item in enumerate(wanted):
-        model = snapshot.resolve(item)
-        if model is not None:
-            pref_models.add(model.name)
         bonus = 1.0 - 0.5 * i / len(wanted)  # (0.5, 1]: above any config preference
         for e in _walk(_group(uct, "hybrid", item, snapshot), c, k, seen):
             seen.add(e.name)
             score = e.hybrid + weight * (max(bonus, e.config_bonus) - e.config_bonus)
             scored.append((-score, e.name, e, item))
-    found = 0
-    failure = c.failure
-    for e in _source(uct, "hybrid", c):
-        if e.name in pref_models or e.provider in pref_providers or e.name in seen:
-            continue
-        if failure(e):
-            continue
+    for e in _walk(_source(uct, "hybrid", c), c, k, seen):
         scored.append((-e.hybrid, e.name, e, None))
-        found += 1
-        if found >= k:
-            break
     scored.sort(key=lambda item: (item[0], item[1]))
     picks = []
     for negative, _, e, item in scored[:k]:
