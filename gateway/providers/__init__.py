@@ -11,6 +11,7 @@ from gateway.providers.base import Provider
 PROVIDER_CLASSES: dict[str, str] = {
     "sim": "gateway.providers.sim:SimProvider",
     "openai": "gateway.providers.openai:OpenAIProvider",
+    "azure_openai": "gateway.providers.azure_openai:AzureOpenAIProvider",
     "anthropic": "gateway.providers.anthropic:AnthropicProvider",
     "ollama": "gateway.providers.ollama:OllamaProvider",
 }

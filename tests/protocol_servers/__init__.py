@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.protocol_servers.anthropic_server import AnthropicServer
+from tests.protocol_servers.azure_server import AzureOpenAIServer
 from tests.protocol_servers.base import Failure, ProtocolServer, Received, Reply, ToolUse
 from tests.protocol_servers.ollama_server import OllamaServer
 from tests.protocol_servers.openai_server import OpenAIServer
@@ -12,11 +13,13 @@ SERVERS: dict[str, type[ProtocolServer]] = {
     "openai": OpenAIServer,
     "anthropic": AnthropicServer,
     "ollama": OllamaServer,
+    "azure_openai": AzureOpenAIServer,
 }
 
 __all__ = [
     "SERVERS",
     "AnthropicServer",
+    "AzureOpenAIServer",
     "Failure",
     "OllamaServer",
     "OpenAIServer",

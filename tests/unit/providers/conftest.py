@@ -52,6 +52,16 @@ SETUPS: dict[str, Setup] = {
         chat_model="llama3.2",
         embed_model="nomic-embed-text",
     ),
+    "azure_openai": Setup(
+        config=lambda s: {
+            "endpoint": s.url,
+            "api_version": "2024-10-21",
+            "api_key_env": "LLMGW_TEST_AZURE_KEY",
+        },
+        env=lambda s: {"LLMGW_TEST_AZURE_KEY": s.api_key},
+        chat_model="gpt-test-deployment",
+        embed_model="embedding-deployment",
+    ),
 }
 
 KINDS = list(SETUPS)
@@ -151,3 +161,4 @@ def upstream_of(kind: str) -> Callable[..., Any]:
 openai_upstream = upstream_of("openai")
 anthropic_upstream = upstream_of("anthropic")
 ollama_upstream = upstream_of("ollama")
+azure_upstream = upstream_of("azure_openai")
