@@ -38,3 +38,28 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         for kind in sorted({p.type for p in config.providers})
     }
     return Ingress.bind(config, pools, key.hash, store_url(config))
+
+
+def teardown(timeout_s: float = 30.0) -> None:
+    """Delete the app, drain the usage writer, and stop the registry and writer actors.
+
+    The store keeps everything; the next `build_app` starts fresh actors that restore from it.
+    """
+    import ray
+    from ray import serve
+
+    from deployments.registry_actor import NAMESPACE, REGISTRY_NAME
+    from deployments.usage_writer import WRITER_NAME
+
+    serve.delete(APP_NAME)
+    for name in (WRITER_NAME, REGISTRY_NAME):
+        try:
+            actor = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            continue
+        if name == WRITER_NAME:
+            try:
+                ray.get(actor.drain.remote(), timeout=timeout_s)
+            except Exception:
+                logger.exception("the usage writer did not drain; records may be lost")
+        ray.kill(actor)

@@ -58,7 +58,7 @@ class Ingress:
         self.runtime = GatewayRuntime.build(services, ActorAdmin(registry))
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_api(self.runtime)
+        return create_api(self.runtime, request_ids=False)
 
     async def __del__(self) -> None:
         # Graceful stop: what is buffered reaches the writer before the replica goes.

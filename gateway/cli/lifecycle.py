@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +21,8 @@ from rich.table import Table
 from gateway.cli.client import AdminClient, CLIError, read_state, state_path, write_state
 from gateway.config import ConfigError, load_config, state_dir
 
-console = Console()
+# Tables stay readable when piped: rich would otherwise squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 # Ray's default GCS port is Redis's 6379; a local cluster of ours stays clear of it.
@@ -27,10 +30,49 @@ RAY_PORT = 6388
 PRODUCTION_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
-def _ray_running() -> bool:
-    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    result = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=60)
-    return result.returncode == 0
+def _connect() -> dict[str, str] | None:
+    """Join the running Ray cluster (RAY_ADDRESS, else the local one): its session directory
+    and GCS address, or None if no cluster runs."""
+    import ray
+
+    try:
+        context = ray.init(
+            address=os.environ.get("RAY_ADDRESS") or "auto",
+            namespace="llmgw",
+            log_to_driver=False,
+        )
+    except ConnectionError:
+        return None
+    info = context.address_info
+    return {"session_dir": info.get("session_dir", ""), "gcs_address": info.get("gcs_address", "")}
+
+
+def _stop_local_ray(cluster: dict[str, str], timeout_s: float = 10.0) -> None:
+    """Stop the Ray that `up` started, and only it: `ray stop` would end every Ray here.
+
+    Its head processes carry its session directory or GCS address on their command line; its
+    workers exit when the raylet does.
+    """
+    marks = [v.encode() for v in (cluster.get("session_dir"), cluster.get("gcs_address")) if v]
+    if not marks:
+        return
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks):
+            pids.append(int(proc.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.2)
 
 
 def _http_mode(requested: str) -> str:
@@ -106,27 +148,32 @@ def up(
         console.print(f"  [bold]{key.generated}[/bold]")
     mode = _http_mode(http_mode)
     started_ray = False
-    if not _ray_running():
+    cluster = _connect()
+    if cluster is None:
         console.print(f"Starting a local Ray ({mode} HTTP mode)...")
         _start_ray(mode, num_cpus)
         started_ray = True
+        cluster = _connect()
+        if cluster is None:
+            raise CLIError("started a local Ray but cannot connect to it")
 
-    import ray
     from ray import serve
 
     from deployments.app import APP_NAME, build_app
 
-    ray.init(address="auto", namespace="llmgw", log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app({"config": config_path}), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"
     previous = read_state()
+    if not started_ray and previous.get("ray", {}).get("session_dir") == cluster["session_dir"]:
+        started_ray = previous.get("started_ray", False)
     write_state(
         {
             "url": url,
             "config": config_path,
             "http_mode": mode,
-            "started_ray": started_ray or previous.get("started_ray", False),
+            "started_ray": started_ray,
+            "ray": cluster,
         }
     )
     _wait_ready(url, timeout)
@@ -146,35 +193,17 @@ def down(
 ) -> None:
     """Stop the gateway, and the local Ray if `llmgw up` started it."""
     state = read_state()
-    if _ray_running():
+    if _connect() is not None:
         import ray
-        from ray import serve
 
-        from deployments.app import APP_NAME
+        from deployments.app import teardown
 
-        ray.init(address="auto", namespace="llmgw", log_to_driver=False)
-        serve.delete(APP_NAME)
-        _kill_actors(ray)
+        teardown()
         ray.shutdown()
         if state.get("started_ray") and not keep_ray:
-            ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-            subprocess.run([ray_bin, "stop"], capture_output=True, timeout=120)
+            _stop_local_ray(state.get("ray", {}))
     state_path().unlink(missing_ok=True)
     console.print("llmgw is down.")
-
-
-def _kill_actors(ray: object) -> None:
-    from deployments.registry_actor import REGISTRY_NAME
-    from deployments.usage_writer import WRITER_NAME
-
-    for name in (WRITER_NAME, REGISTRY_NAME):
-        try:
-            actor = ray.get_actor(name, namespace="llmgw")  # type: ignore[attr-defined]
-        except ValueError:
-            continue
-        if name == WRITER_NAME:
-            ray.get(actor.drain.remote(), timeout=30)  # type: ignore[attr-defined]
-        ray.kill(actor)  # type: ignore[attr-defined]
 
 
 def status(

@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from gateway.cli.client import AdminClient, CLIError
-from gateway.cli.lifecycle import _friendly
+from gateway.cli.lifecycle import _friendly, console
 
-console = Console()
 models_app = typer.Typer(help="List, inspect and change the models the gateway serves.")
 route_app = typer.Typer(help="See how the gateway routes a request.")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import orjson
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.errors import (
@@ -33,8 +36,6 @@ _STATUS_ERRORS = {404: NotFoundError, 405: InvalidRequestError}
 
 def error_response(error: GatewayError, request_id: str | None = None) -> Response:
     headers = error.headers()
-    if request_id:
-        headers["x-request-id"] = request_id
     return Response(error.json(), status_code=error.status_code, media_type=JSON, headers=headers)
 
 
@@ -49,16 +50,48 @@ def _context(request: Request, endpoint: Endpoint, body: bytes = b"") -> Request
 
 
 def _served_headers(ctx: RequestContext) -> dict[str, str]:
-    headers = {"x-request-id": ctx.request_id, "x-llmgw-overhead-ms": f"{ctx.overhead_ms():.2f}"}
+    headers = {"x-llmgw-overhead-ms": f"{ctx.overhead_ms():.2f}"}
     if ctx.model is not None:
         headers["x-llmgw-model"] = ctx.model.name
         headers["x-llmgw-provider"] = ctx.model.provider
     return headers
 
 
-def create_api(runtime: GatewayRuntime) -> FastAPI:
-    """The app a replica serves: `/v1/*`, `/health*`, `/admin/*`, and OpenAPI at `/docs`."""
+class RequestIdMiddleware:
+    """Gives every request an `x-request-id` (the client's, if it sent one) and echoes it.
+
+    Ray Serve's proxy does the same in front of a replica, so a Serve ingress goes without.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = MutableHeaders(scope=scope)
+        request_id = headers.get("x-request-id")
+        if request_id is None:
+            request_id = f"req_{uuid.uuid4().hex}"
+            headers.append("x-request-id", request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
+    """The app a replica serves: `/v1/*`, `/health*`, `/admin/*`, and OpenAPI at `/docs`.
+
+    `request_ids=False` under Ray Serve, whose proxy already assigns and echoes them.
+    """
     api = FastAPI(title="llmgw", version=__version__, description="An enterprise LLM gateway.")
+    if request_ids:
+        api.add_middleware(RequestIdMiddleware)
     pipeline = runtime.pipeline
     max_body = runtime.services.config.server.max_body_bytes
 

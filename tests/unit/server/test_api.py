@@ -92,6 +92,7 @@ async def test_chat_completion_is_openai_shaped(client: openai.AsyncOpenAI) -> N
     assert raw.headers["x-llmgw-provider"] == "sim"
     assert float(raw.headers["x-llmgw-overhead-ms"]) >= 0
     assert raw.headers["x-request-id"].startswith("req_")
+    assert "," not in raw.headers["x-request-id"]
 
 
 async def test_alias_and_client_request_id(client: openai.AsyncOpenAI) -> None:

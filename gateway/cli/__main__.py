@@ -1,0 +1,5 @@
+"""`python -m gateway.cli` is `llmgw`."""
+
+from gateway.cli import main
+
+main()
