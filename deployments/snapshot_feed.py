@@ -10,7 +10,10 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+from ray.exceptions import ActorDiedError
 
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
@@ -34,8 +37,12 @@ class SnapshotFeed:
         report_interval_s: float = 1.0,
         max_buffered: int = 10_000,
         start_timeout_s: float = 60.0,
+        reconnect: Callable[[], Any] | None = None,
     ) -> None:
+        """`reconnect`, when given, returns a handle to a live registry actor (for instance
+        `get_or_create_registry(...)`); it is called when the actor is gone for good."""
         self._actor = actor
+        self._reconnect = reconnect
         self._watch_timeout_s = watch_timeout_s
         self._report_interval_s = report_interval_s
         self._start_timeout_s = start_timeout_s
@@ -141,11 +148,16 @@ class SnapshotFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # The actor died or is restarting: Ray restarts it (max_restarts=-1) and the
-                # same handle works again, so back off and ask again.
+                # A restarting actor comes back behind the same handle (max_restarts=-1), so
+                # back off and ask again; one gone for good is looked up (or started) anew.
                 if self._connected:
                     log.warning("registry watch failed (%r); retrying with backoff", exc)
                 self._connected = False
+                if isinstance(exc, ActorDiedError) and self._reconnect is not None:
+                    try:
+                        self._actor = self._reconnect()
+                    except Exception as lookup:
+                        log.warning("registry actor not found again (%r)", lookup)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, _MAX_BACKOFF_S)
                 continue

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
+from ray.exceptions import ActorDiedError
 
 from gateway.store import AuditEvent, Store, UsageRecord
 
@@ -52,6 +54,7 @@ class UsageWriter:
         self._audit: deque[AuditEvent] = deque(maxlen=max_buffered)
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
+        self._failure_logged_at = float("-inf")
         self._counts = {"usage_written": 0, "audit_written": 0, "dropped": 0, "failed_flushes": 0}
 
     async def write(self, usage: Sequence[UsageRecord], audit: Sequence[AuditEvent]) -> int:
@@ -149,10 +152,14 @@ class UsageWriter:
         try:
             await self.flush()
         except Exception:
-            log.exception(
-                "usage writer: writing to the store failed; %d records kept for the next try",
-                len(self._usage) + len(self._audit),
-            )
+            # Retried every interval while the database is away: say so every 30 s, not 2x/s.
+            now = time.monotonic()
+            if now - self._failure_logged_at >= 30.0:
+                self._failure_logged_at = now
+                log.exception(
+                    "usage writer: writing to the store failed; %d records kept for the next try",
+                    len(self._usage) + len(self._audit),
+                )
 
 
 def _extend(queue: deque[Any], items: Sequence[Any]) -> int:
@@ -184,8 +191,12 @@ class UsageSink:
         interval_s: float = FLUSH_INTERVAL_S,
         max_batch: int = FLUSH_RECORDS,
         max_buffered: int = 50_000,
+        reconnect: Callable[[], Any] | None = None,
     ) -> None:
+        """`reconnect`, when given, returns a handle to a live writer (for instance
+        `get_or_create_usage_writer(...)`); it is called when the writer is gone for good."""
         self._writer = writer
+        self._reconnect = reconnect
         self._interval_s = interval_s
         self._max_batch = max_batch
         self._usage: deque[UsageRecord] = deque(maxlen=max_buffered)
@@ -233,7 +244,13 @@ class UsageSink:
         try:
             if self._task is not None:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            await asyncio.wait_for(self.flush(), timeout_s)
+            try:
+                await asyncio.wait_for(self.flush(), timeout_s)
+            except ActorDiedError:
+                if self._reconnect is None:
+                    raise
+                self._writer = self._reconnect()
+                await asyncio.wait_for(self.flush(), timeout_s)
         except Exception as exc:
             log.error("usage sink closed with %d records unshipped: %r", self.pending, exc)
         finally:
@@ -268,6 +285,11 @@ class UsageSink:
                     "usage sink: writer unreachable (%r), %d records buffered", exc, self.pending
                 )
                 pause = min(pause * 2, 5.0)
+                if isinstance(exc, ActorDiedError) and self._reconnect is not None:
+                    try:
+                        self._writer = self._reconnect()
+                    except Exception as lookup:
+                        log.warning("usage writer not found again (%r)", lookup)
 
 
 def _take(queue: deque[Any], count: int) -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import ray
+from sqlalchemy import create_engine, text
 
 from deployments.registry_actor import get_or_create_registry
 from deployments.snapshot_feed import SnapshotFeed
@@ -23,6 +24,7 @@ from gateway.errors import ConflictError, InvalidRequestError, ModelNotFoundErro
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
 from gateway.store import AuditEvent, Store, UsageRecord
+from tests.pg import pg_database  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
@@ -184,6 +186,35 @@ async def test_snapshot_feed_follows_changes_and_survives_a_restart(registry: An
         await feed.aclose()
 
 
+async def test_snapshot_feed_reconnects_to_a_registry_started_anew(
+    config: GatewayConfig, store_url: str, actors: list[Any]
+) -> None:
+    """An actor gone for good (no restart left) is started again from the store."""
+    name = f"llmgw-registry-gone-{_SUFFIX}"
+
+    def connect() -> Any:
+        handle = get_or_create_registry(config, store_url, name=name, namespace=NAMESPACE)
+        actors.append(handle)
+        return handle
+
+    first = connect()
+    feed = SnapshotFeed(first, watch_timeout_s=2.0, reconnect=connect)
+    await feed.start()
+    try:
+        version = await first.register_model.remote(ModelConfig(name="phoenix", provider="sim"))
+        await feed.wait_for_version(version)
+        ray.kill(first, no_restart=True)
+        await until(lambda: not feed.connected)
+        await until(lambda: feed.connected)
+        second = ray.get_actor(name, namespace=NAMESPACE)
+        assert second._actor_id != first._actor_id
+        version = await second.register_model.remote(ModelConfig(name="ash", provider="sim"))
+        snap = await feed.wait_for_version(version, timeout_s=30.0)
+        assert {"phoenix", "ash"} <= set(snap.models)  # restored from the store
+    finally:
+        await feed.aclose()
+
+
 # ---------------------------------------------------------------- usage and audit
 
 
@@ -229,3 +260,33 @@ async def test_usage_sink_ships_in_batches_and_drains_on_stop(writer: Any, store
     stats = await writer.stats.remote()
     assert stats["pending"] == 0 and stats["dropped"] == 0
     store.close()
+
+
+async def test_usage_writer_keeps_records_while_the_database_is_away(
+    ray_cluster: None, request: pytest.FixtureRequest, actors: list[Any]
+) -> None:
+    """Started before its database exists, the writer buffers, then writes it all."""
+    database = request.getfixturevalue("pg_database")
+    schema = f"late_{uuid.uuid4().hex[:8]}"
+    url = database.update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    writer = get_or_create_usage_writer(
+        url_text, name=f"llmgw-usage-writer-late-{_SUFFIX}", namespace=NAMESPACE
+    )
+    actors.append(writer)
+    await writer.write.remote([usage(n, "late") for n in range(10)], [])
+    await until(lambda: ray.get(writer.stats.remote())["failed_flushes"] > 0)
+    assert (await writer.stats.remote())["pending"] == 10
+
+    admin = create_engine(database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        assert await writer.drain.remote() == 10
+        store = Store(url_text)
+        assert sum(s.requests for s in store.usage_summary(tenant="late")) == 10
+        store.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
