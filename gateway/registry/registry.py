@@ -7,13 +7,11 @@ the store in one transaction, and only then applied, so memory never runs ahead 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,6 +23,7 @@ from gateway.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from gateway.registry.seed import config_digest, merge_config
 from gateway.registry.snapshot import ModelStats, RegistrySnapshot
 from gateway.registry.stats import CallSample, CallStats
 from gateway.store import StaleRegistryError, Store
@@ -32,15 +31,6 @@ from gateway.store import StaleRegistryError, Store
 log = logging.getLogger(__name__)
 
 _Config = TypeVar("_Config", ModelConfig, ProviderConfig)
-
-
-def config_digest(config: GatewayConfig) -> str:
-    """A hash of the providers and models a config file names (other sections do not count)."""
-    data = {
-        "providers": [p.model_dump(mode="json") for p in config.providers],
-        "models": [m.model_dump(mode="json") for m in config.models],
-    }
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class Registry:
@@ -346,49 +336,8 @@ class Registry:
         return version
 
     def _apply_config(self, config: GatewayConfig, digest: str) -> None:
-        """Upsert the config's providers and models; stored names that clash with them yield."""
-        ours = {name: m.name for m in config.models for name in (m.name, *m.aliases)}
-        models = dict(self._models)
-        for model in config.models:
-            models.pop(model.name, None)
-        config_models = list(config.models)
-        for name, model in list(models.items()):
-            if name in ours:
-                # An API-added model's name is one of the config's aliases: the name stays.
-                owner = ours.pop(name)
-                log.warning(
-                    "registry: config alias '%s' of model '%s' is the name of a model added"
-                    " through the API; the alias is not applied",
-                    name,
-                    owner,
-                )
-                config_models = [
-                    m.model_copy(update={"aliases": [a for a in m.aliases if a != name]})
-                    if m.name == owner
-                    else m
-                    for m in config_models
-                ]
-            clashes = [a for a in model.aliases if a in ours]
-            if clashes:
-                log.warning(
-                    "registry: model '%s' loses alias(es) %s, now named by the config file",
-                    name,
-                    clashes,
-                )
-                models[name] = model.model_copy(
-                    update={"aliases": [a for a in model.aliases if a not in ours]}
-                )
-        models.update({m.name: m for m in config_models})
-        names = _owners(models)
-        for name, model in list(models.items()):
-            dangling = [f for f in model.fallbacks if f not in names]
-            if dangling:
-                log.warning("registry: model '%s' loses unknown fallback(s) %s", name, dangling)
-                models[name] = model.model_copy(
-                    update={"fallbacks": [f for f in model.fallbacks if f in names]}
-                )
+        providers, models = merge_config(self._providers, self._models, config)
         changed = [m for name, m in models.items() if self._models.get(name) != m]
-        providers = {**self._providers, **{p.name: p for p in config.providers}}
         log.info(
             "registry: applying the config file (%d providers, %d models) at version %d",
             len(config.providers),

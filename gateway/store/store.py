@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from alembic import command
@@ -20,12 +19,9 @@ from alembic.config import Config as AlembicConfig
 from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
-    Engine,
     Table,
     case,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -34,10 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import ConflictError
+from gateway.store.engine import WRITE_OPTION, create_engine
 from gateway.store.records import ApiKey, AuditEvent, UsageRecord, UsageSummary, utcnow
 from gateway.store.schema import (
     ApiKeyRow,
@@ -50,10 +46,8 @@ from gateway.store.schema import (
 
 log = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_S = 30.0
 # Any constant works; it only has to be the same in every process migrating one database.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777  # "llmgw"
-_WRITE = "llmgw_write"
 
 GroupBy = Literal["tenant", "model", "provider", "upstream", "key_id", "status"]
 
@@ -79,7 +73,7 @@ class Store:
 
     def __init__(self, url: str | URL) -> None:
         self.url = make_url(url)
-        self._engine = _create_engine(self.url)
+        self._engine = create_engine(self.url)
 
     @property
     def dialect(self) -> str:
@@ -326,42 +320,9 @@ class Store:
         # On SQLite the write lock is taken at BEGIN (IMMEDIATE), so the busy timeout applies;
         # a deferred BEGIN that later upgrades to a write can fail at once with "locked".
         with self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
+            conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    database = url.database or ""
-    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
-    options: dict[str, Any] = {
-        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-    }
-    if in_memory:
-        options["poolclass"] = StaticPool
-    else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **options)
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN, instead of pysqlite's implicit one.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-    # In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
 def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:

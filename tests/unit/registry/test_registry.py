@@ -16,7 +16,8 @@ from gateway.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from gateway.registry.registry import Registry, config_digest
+from gateway.registry.registry import Registry
+from gateway.registry.seed import config_digest
 from gateway.registry.stats import CallSample
 from gateway.store import Store
 from tests.pg import database_url, pg_database  # noqa: F401 - a fixture
