@@ -10,6 +10,7 @@ from ray.serve import Application
 
 from deployments.ingress import Ingress
 from deployments.pool import POOL_NAMES, ProviderPool
+from deployments.router import Router
 from gateway.auth import admin_key
 from gateway.config import load_config, store_url
 
@@ -37,7 +38,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         kind: ProviderPool.options(name=POOL_NAMES[kind]).bind(kind)
         for kind in sorted({p.type for p in config.providers})
     }
-    return Ingress.bind(config, pools, key.hash, store_url(config))
+    router = None
+    if config.routing.placement == "router":
+        router = Router.bind(config, pools)
+    return Ingress.bind(config, pools, key.hash, store_url(config), router)
 
 
 def teardown(timeout_s: float = 30.0) -> None:

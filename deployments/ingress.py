@@ -1,6 +1,7 @@
 """The ingress deployment: the HTTP API, the pipeline, and routing on the pushed snapshot.
 
-The hot path takes one handle hop, ingress -> provider pool. Routing, retries, fallback and
+The hot path takes one handle hop, ingress -> provider pool (two with `routing.placement:
+router`). Routing, retries, fallback and
 circuit breakers run here on the registry snapshot the actor pushes; metering and audit leave
 in batches. Nothing on the request path calls an actor.
 """
@@ -16,6 +17,7 @@ from deployments.admin import ActorAdmin
 from deployments.pool import PoolUpstream
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
+from deployments.router import RouterInvoker
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
 from gateway.auth import ADMIN, KeyRing
@@ -40,14 +42,18 @@ class Ingress:
         pools: dict[str, Any],
         admin_key_hash: str,
         store_url: str,
+        router: Any = None,
     ) -> None:
         registry = get_or_create_registry(config, store_url)
         self.feed = SnapshotFeed(registry)
         await self.feed.start()
         self.sink = UsageSink(get_or_create_usage_writer(store_url))
         recorder = ReplicaRecorder(self.feed, self.sink)
-        circuits = CircuitBoard(config.routing.circuit)
-        invoker = Invoker(PoolUpstream(pools), config.routing, circuits)
+        if router is None:
+            circuits = CircuitBoard(config.routing.circuit)
+            invoker: Any = Invoker(PoolUpstream(pools), config.routing, circuits)
+        else:
+            invoker = RouterInvoker(router, config.routing)
         services = Services(
             config=config,
             snapshot=lambda: self.feed.current,

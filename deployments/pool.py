@@ -100,19 +100,23 @@ class PoolUpstream:
         except (RayTaskError, RayActorError) as error:
             raise unwrap(error) from None
 
-    async def stream(
+    def stream(
         self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
     ) -> AsyncIterator[StreamItem]:
-        response = self._pool(provider, streams=True).stream.remote(provider, request, model)
-        done = False
-        try:
-            async for item in response:
-                yield item
-            done = True
-        except (RayTaskError, RayActorError) as error:
-            done = True
-            raise unwrap(error) from None
-        finally:
-            if not done:
-                # The client left or a timeout fired: stop the upstream call too.
-                response.cancel()
+        return relay(self._pool(provider, streams=True).stream.remote(provider, request, model))
+
+
+async def relay(response: Any) -> AsyncIterator[Any]:
+    """The items of a streaming handle call, with Ray's errors unwrapped; closing it early
+    (the client left, a timeout fired) cancels the call downstream too."""
+    done = False
+    try:
+        async for item in response:
+            yield item
+        done = True
+    except (RayTaskError, RayActorError) as error:
+        done = True
+        raise unwrap(error) from None
+    finally:
+        if not done:
+            response.cancel()

@@ -148,6 +148,10 @@ class Weights(_Section):
 
 class RoutingConfig(_Section):
     strategy: Strategy = "hybrid"
+    placement: Literal["ingress", "router"] = Field(
+        default="ingress",
+        description="where fallback chains run: in the ingress (one hop) or a Router deployment",
+    )
     weights: Weights = Field(default_factory=Weights)
     provider_preference: list[str] = Field(default_factory=list)
     fallback: bool = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,7 +20,6 @@ from gateway.errors import (
 )
 from gateway.pipeline.upstream import Upstream
 from gateway.providers.framing import Completed, StreamHead, StreamItem, StreamTail
-from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing import CircuitBoard, RetryPolicy, RouteDecision
 
 T = TypeVar("T")
@@ -81,14 +80,14 @@ class Invoker:
     async def _chain(
         self,
         decision: RouteDecision,
-        snapshot: RegistrySnapshot,
+        providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
         call: Callable[[ProviderConfig, ModelConfig], Awaitable[T]],
     ) -> T:
         last: GatewayError | None = None
         for candidate in decision.candidates:
             model = candidate.model
-            provider = snapshot.providers[model.provider]
+            provider = providers[model.provider]
             breaker = self.circuits.get(model.provider, model.name)
             attempt = 0
             while True:
@@ -126,7 +125,7 @@ class Invoker:
         self,
         request: Any,
         decision: RouteDecision,
-        snapshot: RegistrySnapshot,
+        providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
         embeddings: bool = False,
     ) -> Completed:
@@ -143,13 +142,13 @@ class Invoker:
                     provider=provider.name,
                 ) from None
 
-        return await self._chain(decision, snapshot, invocation, call)
+        return await self._chain(decision, providers, invocation, call)
 
     async def stream(
         self,
         request: Any,
         decision: RouteDecision,
-        snapshot: RegistrySnapshot,
+        providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
     ) -> StreamStart:
         """Open a stream through the fallback chain, up to its first content."""
@@ -179,7 +178,7 @@ class Invoker:
                 raise
             return StreamStart(model, head, prefix, items, started + model.timeouts.total_s)
 
-        return await self._chain(decision, snapshot, invocation, call)
+        return await self._chain(decision, providers, invocation, call)
 
 
 async def _close(items: AsyncIterator[Any]) -> None:

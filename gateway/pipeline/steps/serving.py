@@ -113,7 +113,9 @@ class Invoke(Step):
         assert ctx.decision is not None and ctx.snapshot is not None
         invoker = self.services.invoker
         if ctx.streaming:
-            ctx.stream = await invoker.stream(ctx.chat, ctx.decision, ctx.snapshot, ctx.invocation)
+            ctx.stream = await invoker.stream(
+                ctx.chat, ctx.decision, ctx.snapshot.providers, ctx.invocation
+            )
             ctx.upstream_ms = ctx.stream.head.upstream_ms + _failed_upstream_ms(ctx)
             ctx.ttft_ms = ctx.stream.head.upstream_ms
             return
@@ -121,7 +123,7 @@ class Invoke(Step):
         ctx.completed = await invoker.complete(
             request,
             ctx.decision,
-            ctx.snapshot,
+            ctx.snapshot.providers,
             ctx.invocation,
             embeddings=ctx.embedding is not None,
         )

@@ -1,0 +1,51 @@
+"""Integration: the gateway app deployed on the session's Ray Serve, one app per module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+@dataclass
+class Deployed:
+    url: str
+    store_url: str
+
+
+@pytest.fixture(scope="module")
+def serve_gateway(
+    ray_cluster: None, serve_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[dict[str, Any]], Deployed]]:
+    """Deploy `build_app` with a config (and a store of its own); the app and its actors are
+    torn down at the end of the module."""
+    from ray import serve
+
+    from deployments.app import APP_NAME, build_app, teardown
+
+    deployed: list[str] = []
+
+    def deploy(config: dict[str, Any]) -> Deployed:
+        home = tmp_path_factory.mktemp("gateway")
+        store_url = f"sqlite:///{home / 'llmgw.db'}"
+        config = {**config, "store": {"url": store_url}}
+        path = Path(home / "gateway.yaml")
+        path.write_text(yaml.safe_dump(config))
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+        serve.run(build_app({"config": str(path)}), name=APP_NAME, route_prefix="/")
+        deployed.append(str(home))
+        return Deployed(f"http://127.0.0.1:{serve_port}", store_url)
+
+    yield deploy
+    if deployed:
+        teardown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
