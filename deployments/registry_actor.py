@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +44,12 @@ class RegistryActor:
     ) -> None:
         store = Store(store_url)
         store.migrate()
-        self._registry = Registry.open(store, config, stats_interval_s=stats_interval_s)
+        # A restart restores what the store holds: the config this actor was created with may
+        # be older than one applied since (`apply_config`), so it is not applied again.
+        restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        self._registry = Registry.open(
+            store, None if restarted else config, stats_interval_s=stats_interval_s
+        )
         self._stats_interval_s = stats_interval_s
         self._changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
@@ -86,6 +92,10 @@ class RegistryActor:
         """Remove a provider no model uses; returns the registry version."""
         return self._changed_to(self._registry.remove_provider(name))
 
+    async def apply_config(self, config: GatewayConfig) -> int:
+        """Upsert a (changed) config file's providers and models; returns the version."""
+        return self._changed_to(self._registry.apply_config(config))
+
     # ------------------------------------------------------------------ reading
 
     async def snapshot(self) -> RegistrySnapshot:
@@ -127,6 +137,7 @@ class RegistryActor:
             "stats_version": registry.stats_version,
             "models": len(registry.models),
             "providers": sorted(registry.providers),
+            "pid": os.getpid(),
         }
 
     # ------------------------------------------------------------------ internals
@@ -167,7 +178,7 @@ def get_or_create_registry(
 ) -> ActorHandle:
     """The cluster's registry actor, started (detached) by the first caller.
 
-    A running actor keeps the config it started with; restarting it re-reads the store.
+    A running actor ignores `config`; call its `apply_config` to apply a changed file.
     """
     return RegistryActor.options(
         name=name, namespace=namespace, lifetime="detached", get_if_exists=True

@@ -46,11 +46,13 @@ class Registry:
         version: int = 0,
         providers: Iterable[ProviderConfig] = (),
         models: Iterable[ModelConfig] = (),
+        config_hash: str | None = None,
         clock: Callable[[], float] = time.time,
         stats_interval_s: float = 1.0,
     ) -> None:
         self._store = store
         self._version = version
+        self._config_hash = config_hash
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in providers}
         self._models: dict[str, ModelConfig] = {m.name: m for m in models}
         self._owners = _owners(self._models)
@@ -86,14 +88,36 @@ class Registry:
             version=state.version,
             providers=state.providers,
             models=state.models,
+            config_hash=state.config_hash,
             clock=clock,
             stats_interval_s=stats_interval_s,
         )
         if config is not None:
-            digest = config_digest(config)
-            if digest != state.config_hash:
-                registry._apply_config(config, digest)
+            registry.apply_config(config)
         return registry
+
+    def apply_config(self, config: GatewayConfig) -> int:
+        """Upsert the config file's providers and models, unless this very file was the last
+        one applied (then the store wins). Returns the version."""
+        digest = config_digest(config)
+        if digest == self._config_hash:
+            return self._version
+        providers, models = merge_config(self._providers, self._models, config)
+        changed = [m for name, m in models.items() if self._models.get(name) != m]
+        log.info(
+            "registry: applying the config file (%d providers, %d models) at version %d",
+            len(config.providers),
+            len(config.models),
+            self._version + 1,
+        )
+        version = self._commit(
+            providers=providers,
+            models=models,
+            saved=[*config.providers, *changed],
+            config_hash=digest,
+        )
+        self._config_hash = digest
+        return version
 
     # ------------------------------------------------------------------ reading
 
@@ -334,22 +358,6 @@ class Registry:
             self._stats = {m: s for m, s in self._stats.items() if m in models}
         self._version = version
         return version
-
-    def _apply_config(self, config: GatewayConfig, digest: str) -> None:
-        providers, models = merge_config(self._providers, self._models, config)
-        changed = [m for name, m in models.items() if self._models.get(name) != m]
-        log.info(
-            "registry: applying the config file (%d providers, %d models) at version %d",
-            len(config.providers),
-            len(config.models),
-            self._version + 1,
-        )
-        self._commit(
-            providers=providers,
-            models=models,
-            saved=[*config.providers, *changed],
-            config_hash=digest,
-        )
 
 
 def _owners(models: Mapping[str, ModelConfig]) -> dict[str, str]:

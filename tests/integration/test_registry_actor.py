@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from deployments.registry_actor import get_or_create_registry
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
-from gateway.config import GatewayConfig, ModelConfig, load_config
+from gateway.config import GatewayConfig, ModelConfig, load_config, parse_config
 from gateway.errors import ConflictError, InvalidRequestError, ModelNotFoundError
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
@@ -73,9 +73,14 @@ def writer(ray_cluster: None, store_url: str, actors: list[Any]) -> Any:
     return handle
 
 
-def restart(handle: Any) -> None:
-    """Kill the actor's process; Ray restarts it (max_restarts=-1)."""
+async def restart(handle: Any) -> None:
+    """Kill the registry actor's process and wait until Ray has restarted it."""
+    pid = (await handle.status.remote())["pid"]
     ray.kill(handle, no_restart=False)
+    deadline = time.monotonic() + 60
+    while (await handle.status.remote())["pid"] == pid:
+        assert time.monotonic() < deadline, "the actor did not restart"
+        await asyncio.sleep(0.1)
 
 
 async def until(check: Any, timeout_s: float = 20.0) -> None:
@@ -152,8 +157,13 @@ async def test_reported_calls_reach_snapshots_as_stats(registry: Any) -> None:
 
 async def test_a_restarted_actor_has_the_same_models(registry: Any) -> None:
     await registry.register_model.remote(ModelConfig(name="survivor", provider="sim"))
+    # A newer config file applied since start; the restart must not bring back the old one.
+    data = load_config().model_dump(mode="json")
+    data["models"][0]["price"]["output_per_mtok"] = 0.8
+    await registry.apply_config.remote(parse_config(data))
     before: RegistrySnapshot = await registry.snapshot.remote()
-    restart(registry)
+    assert before.models["sim-fast"].price.output_per_mtok == 0.8
+    await restart(registry)
     after: RegistrySnapshot = await registry.snapshot.remote()  # retried until it is back
     assert after.version == before.version
     assert after.models == before.models
@@ -177,7 +187,7 @@ async def test_snapshot_feed_follows_changes_and_survives_a_restart(registry: An
             feed.report(CallSample("sim-classifier", "sim", True, ms))
         await until(lambda: feed.current.stats_for("sim-classifier").requests >= 3)
 
-        restart(registry)
+        await restart(registry)
         version = await registry.register_model.remote(ModelConfig(name="fed-2", provider="sim"))
         snap = await feed.wait_for_version(version, timeout_s=30.0)
         assert {"fed", "fed-2"} <= set(snap.models)

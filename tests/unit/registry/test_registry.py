@@ -117,6 +117,17 @@ def test_a_config_alias_never_takes_a_stored_models_name(registry: Registry, sto
     assert again.snapshot().resolve("turbo").name == "turbo"
 
 
+def test_apply_config_applies_a_changed_file_once(registry: Registry, store: Store) -> None:
+    assert registry.apply_config(load_config()) == 1  # the file it was seeded from
+    data = load_config().model_dump(mode="json")
+    data["models"][1]["quality"] = 0.3
+    changed = parse_config(data)
+    assert registry.apply_config(changed) == 2
+    assert registry.apply_config(changed) == 2
+    assert registry.models["sim-smart"].quality == 0.3
+    assert reopen(store, changed).version == 2
+
+
 def test_no_config_means_the_store_as_is(registry: Registry, store: Store) -> None:
     registry.register_model(new_model("extra"))
     again = reopen(store, None)
