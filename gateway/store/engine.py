@@ -7,12 +7,21 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Execution option marking a connection that will write (SQLite then takes the lock at BEGIN).
 WRITE_OPTION = "llmgw_write"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL as given, with a bare `postgresql://` (or `postgres://`) using psycopg 3,
+    the PostgreSQL driver llmgw installs."""
+    url = make_url(url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
 
 
 def create_engine(url: URL) -> Engine:

@@ -28,12 +28,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import ConflictError
-from gateway.store.engine import WRITE_OPTION, create_engine
+from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
 from gateway.store.records import ApiKey, AuditEvent, UsageRecord, UsageSummary, utcnow
 from gateway.store.schema import (
     ApiKeyRow,
@@ -72,7 +72,7 @@ class Store:
     """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
 
     def __init__(self, url: str | URL) -> None:
-        self.url = make_url(url)
+        self.url = normalize_url(url)
         self._engine = create_engine(self.url)
 
     @property

@@ -280,3 +280,11 @@ def test_in_memory_sqlite(tmp_path: Path) -> None:
     store.migrate()
     store.save_registry_change(1, providers=[SIM])
     assert store.load_registry().providers == [SIM]
+
+
+def test_a_bare_postgresql_url_uses_psycopg() -> None:
+    for given in ("postgresql://u@db:5432/llmgw", "postgres://u@db:5432/llmgw"):
+        store = Store(given)
+        assert store.url.drivername == "postgresql+psycopg"
+        assert store.dialect == "postgresql"
+        store.close()
