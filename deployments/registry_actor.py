@@ -44,12 +44,13 @@ class RegistryActor:
     ) -> None:
         store = Store(store_url)
         store.migrate()
+        self._registry = Registry.open(store, stats_interval_s=stats_interval_s)
         # A restart restores what the store holds: the config this actor was created with may
-        # be older than one applied since (`apply_config`), so it is not applied again.
+        # be older than one applied since (`apply_config`), so it is applied again only if it
+        # never was (the first start died before seeding).
         restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        self._registry = Registry.open(
-            store, None if restarted else config, stats_interval_s=stats_interval_s
-        )
+        if config is not None and not (restarted and self._registry.config_hash is not None):
+            self._registry.apply_config(config)
         self._stats_interval_s = stats_interval_s
         self._changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None

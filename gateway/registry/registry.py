@@ -130,6 +130,11 @@ class Registry:
         return self._stats_version
 
     @property
+    def config_hash(self) -> str | None:
+        """The digest of the config file last applied (None: never seeded from one)."""
+        return self._config_hash
+
+    @property
     def models(self) -> Mapping[str, ModelConfig]:
         return self._models
 
