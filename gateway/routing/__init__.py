@@ -7,7 +7,7 @@ from gateway.routing.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBoard, Circu
 from gateway.routing.decision import Candidate, RouteDecision
 from gateway.routing.request import AUTO, RouteRequest, TenantPolicy
 from gateway.routing.retry import RetryPolicy
-from gateway.routing.router import STRATEGIES, plan
+from gateway.routing.router import STRATEGIES, plan, prepare
 
 __all__ = [
     "AUTO",
@@ -23,4 +23,5 @@ __all__ = [
     "RouteRequest",
     "TenantPolicy",
     "plan",
+    "prepare",
 ]

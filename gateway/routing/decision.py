@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from gateway.config import ModelConfig
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a third of a microsecond more, paid for
+# every candidate of every request.
+@dataclass(slots=True)
 class Candidate:
     """A model to try, the figure its strategy ranked it by, and a human-readable why.
 

@@ -48,6 +48,15 @@ def plan(
     return _plan_named(request, snapshot, table, config, circuits)
 
 
+def prepare(snapshot: RegistrySnapshot, config: RoutingConfig) -> None:
+    """Build the routing table for a newly pushed snapshot now, off the request path.
+
+    Otherwise the first decision on each new registry or stats version pays for it (~20 ms
+    at 1,000 models).
+    """
+    routing_table(snapshot, config)
+
+
 # ---------------------------------------------------------------- a named model
 
 
@@ -77,38 +86,36 @@ def _plan_named(
     # The client's hints steer what the gateway chooses (the fallbacks), never the model it
     # named; deprecated fallbacks are fine, since the operator listed them.
     c = Constraints(request, circuits, deprecated_ok=True)
-    missing = c.missing(head)
-    if missing:
+    if head.caps & c.need != c.need:
+        missing = c.missing(head)[0]
         raise InvalidRequestError(
-            f"The model '{request.model}' does not support {missing[0]}.",
-            param=CAPABILITY_PARAMS.get(missing[0]),
+            f"The model '{request.model}' does not support {missing}.",
+            param=CAPABILITY_PARAMS.get(missing),
             code="unsupported_parameter",
         )
-    chain = [(head, "named model")]
-    rejected: list[tuple[str, str]] = []
-    if request.fallback and config.fallback:
-        listed = {head.name}
-        for i, name in enumerate(head.model.fallbacks, 1):
-            fallback = snapshot.resolve(name)
-            if fallback is None:
-                rejected.append((name, f"fallback #{i} of {head.name} is not in the registry"))
-            elif fallback.name not in listed:
-                listed.add(fallback.name)
-                chain.append((table.entries[fallback.name], f"fallback #{i} of {head.name}"))
     candidates: list[Candidate] = []
-    wait: float | None = None
-    for i, (entry, reason) in enumerate(chain):
-        code = (CIRCUIT if c.circuit_open(entry) else 0) if i == 0 else c.failure(entry)
-        if code == CIRCUIT:
-            wait = min(c.circuit_wait(entry), wait if wait is not None else math.inf)
-        if code:
+    rejected: list[tuple[str, str]] = []
+    wait = math.inf
+    if c.circuit_open(head):
+        wait = c.circuit_wait(head)
+        rejected.append((head.name, c.describe(CIRCUIT, head)))
+    else:
+        candidates.append(Candidate(head.model, 0.0, "named model"))
+    if request.fallback and config.fallback:
+        fallbacks, unknown = table.chain(head.name)
+        rejected += unknown
+        for entry, reason in fallbacks:
+            code = c.failure(entry)
+            if not code:
+                candidates.append(Candidate(entry.model, 0.0, reason))
+                continue
+            if code == CIRCUIT:
+                wait = min(wait, c.circuit_wait(entry))
             rejected.append((entry.name, c.describe(code, entry)))
-        else:
-            candidates.append(Candidate(entry.model, 0.0, reason))
     if not candidates:
         raise ServiceUnavailableError(
             f"The model '{request.model}' is failing upstream (circuit open) and no fallback "
-            f"can take the request; retry after {wait or 0:.0f} s.",
+            f"can take the request; retry after {wait:.0f} s.",
             retry_after=wait,
             provider=head.provider,
         )

@@ -4,9 +4,8 @@ and returns the first few models that pass, best first.
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from gateway.config import RoutingConfig
 from gateway.registry.snapshot import RegistrySnapshot
@@ -20,52 +19,48 @@ Ranker = Callable[[UseCaseTable, Constraints, int, RegistrySnapshot, RoutingConf
 # ---------------------------------------------------------------- walking the sorted lists
 
 
-def _source(uct: UseCaseTable, order: str, c: Constraints) -> Iterable[Entry]:
-    """The use case's routable models in `order`, narrowed cheaply when the request allows only
-    a few models or providers (so a selective filter does not walk the whole list)."""
+def _best(
+    uct: UseCaseTable, order: str, c: Constraints, k: int, skip: set[str] | None = None
+) -> list[Entry]:
+    """The first `k` routable models in `order` that pass every filter (and are not in `skip`).
+
+    When the request allows only a few models or providers, only those are walked, so a
+    selective filter does not scan the whole list.
+    """
     ordered = uct.orders[order]
     if c.models is not None and len(c.models) * 8 < len(ordered):
         positions = uct.positions[order]
-        return [e for _, e in sorted(positions[n] for n in c.models if n in positions)]
+        allowed = sorted(positions[n] for n in c.models if n in positions)
+        return _walk([e for _, e in allowed], c, k, skip)
     if c.providers is not None:
-        groups = uct.by_provider[order]
+        groups = uct.provider_entries[order]
         lists = [groups[p] for p in c.providers if p in groups]
         if sum(map(len, lists)) * 4 < len(ordered):
             if len(lists) == 1:
-                return (e for _, e in lists[0])
-            return (e for _, e in heapq.merge(*lists))
-    return ordered
+                return _walk(lists[0], c, k, skip)
+            # The first k of several providers together are among each one's own first k.
+            positions = uct.positions[order]
+            firsts = sorted(positions[e.name] for group in lists for e in _walk(group, c, k, skip))
+            return [e for _, e in firsts[:k]]
+    return _walk(ordered, c, k, skip)
 
 
 def _walk(
     source: Iterable[Entry], c: Constraints, k: int, skip: set[str] | None = None
 ) -> list[Entry]:
     """The first `k` models of `source` that pass every filter (and are not in `skip`)."""
-    picked: list[Entry] = []
-    failure = c.failure
-    for entry in source:
-        if skip and entry.name in skip:
-            continue
-        if failure(entry):
-            continue
-        picked.append(entry)
-        if len(picked) >= k:
-            break
-    return picked
+    return c.take(source, k, skip)
 
 
-def _group(uct: UseCaseTable, order: str, item: str, snapshot: RegistrySnapshot) -> Iterator[Entry]:
+def _group(uct: UseCaseTable, order: str, item: str, snapshot: RegistrySnapshot) -> list[Entry]:
     """The models a preference names, in `order`: the model it names, or its provider's."""
+    models = uct.provider_entries[order].get(item, [])
     model = snapshot.resolve(item)
-    named = None
     if model is not None:
         hit = uct.positions[order].get(model.name)
         if hit is not None:
-            named = hit[1]
-            yield named
-    for _, entry in uct.by_provider[order].get(item, ()):
-        if entry is not named:
-            yield entry
+            return [hit[1], *(e for e in models if e is not hit[1])] if models else [hit[1]]
+    return models
 
 
 def _distinct(*items: Iterable[str]) -> tuple[str, ...]:
@@ -78,25 +73,22 @@ def _distinct(*items: Iterable[str]) -> tuple[str, ...]:
 def _by_capability(
     uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
 ) -> list[Pick]:
-    chosen = _walk(_source(uct, "capability", c), c, k)
-    return [(e, e.quality, f"#{i} by quality: {e.detail}") for i, e in enumerate(chosen, 1)]
+    chosen = _best(uct, "capability", c, k)
+    return [(e, e.quality, e.reasons["capability"]) for e in chosen]
 
 
 def _by_cost(
     uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
 ) -> list[Pick]:
-    chosen = _walk(_source(uct, "cost", c), c, k)
-    return [(e, e.price, f"#{i} by cost: {e.detail}") for i, e in enumerate(chosen, 1)]
+    chosen = _best(uct, "cost", c, k)
+    return [(e, e.price, e.reasons["cost"]) for e in chosen]
 
 
 def _by_latency(
     uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
 ) -> list[Pick]:
-    chosen = _walk(_source(uct, "latency", c), c, k)
-    return [
-        (e, math.inf if e.p50 is None else e.p50, f"#{i} by p50 latency: {e.detail}")
-        for i, e in enumerate(chosen, 1)
-    ]
+    chosen = _best(uct, "latency", c, k)
+    return [(e, math.inf if e.p50 is None else e.p50, e.reasons["latency"]) for e in chosen]
 
 
 def _by_preference(
@@ -114,7 +106,7 @@ def _by_preference(
             picks.append((e, e.quality, f"preferred by {who} ('{item}'): {e.detail}"))
         if len(picks) >= k:
             return picks
-    for e in _walk(_source(uct, "preference", c), c, k - len(picks), taken):
+    for e in _best(uct, "preference", c, k - len(picks), taken):
         if e.config_bonus:
             why = f"provider preference #{e.config_rank + 1} ('{e.provider}')"
         else:
@@ -136,8 +128,8 @@ def _by_hybrid(
     if wanted is None:
         wanted = _distinct(request.prefer, request.policy.preferred_providers)
     if not wanted:
-        chosen = _walk(_source(uct, "hybrid", c), c, k, taken)
-        return [(e, e.hybrid, f"hybrid score {e.hybrid:.2f}: {e.detail}") for e in chosen]
+        chosen = _best(uct, "hybrid", c, k, taken)
+        return [(e, e.hybrid, e.reasons["hybrid"]) for e in chosen]
     # A request's or tenant's preference adds one bonus per preferred provider or model, so
     # within each preferred group the presorted order still holds. The exact top k is then
     # among each group's top k (with its bonus) and the top k of the plain presorted order.
@@ -152,13 +144,16 @@ def _by_hybrid(
             seen.add(e.name)
             score = e.hybrid + weight * (max(bonus, e.config_bonus) - e.config_bonus)
             scored.append((-score, e.name, e, item))
-    for e in _walk(_source(uct, "hybrid", c), c, k, seen):
+    for e in _best(uct, "hybrid", c, k, seen):
         scored.append((-e.hybrid, e.name, e, None))
-    scored.sort(key=lambda item: (item[0], item[1]))
+    scored.sort()  # by score, then name: names are distinct, so entries are never compared
     picks = []
     for negative, _, e, item in scored[:k]:
-        pref = f", preferred ('{item}')" if item is not None else ""
-        picks.append((e, -negative, f"hybrid score {-negative:.2f}{pref}: {e.detail}"))
+        if item is None:
+            picks.append((e, -negative, e.reasons["hybrid"]))
+        else:
+            why = f"hybrid score {-negative:.2f}, preferred ('{item}'): {e.detail}"
+            picks.append((e, -negative, why))
     return picks
 
 

@@ -29,6 +29,13 @@ _ERROR_EVIDENCE = 20
 _UNKNOWN_LATENCY = 0.5
 
 
+# A named model's fallbacks, each with its reason; and fallbacks the registry does not know.
+Chain = tuple[list[tuple["Entry", str]], list[tuple[str, str]]]
+
+
+_NO_STATS = ModelStats()
+
+
 def capability_mask(capabilities: Iterable[str]) -> int:
     """Capabilities as bits, so 'has every needed one' is one AND."""
     mask = 0
@@ -59,6 +66,7 @@ class Entry:
         "price",
         "provider",
         "quality",
+        "reasons",
         "testing",
     )
 
@@ -79,6 +87,30 @@ class Entry:
         self.hybrid = 0.0
         p50 = "unmeasured" if self.p50 is None else f"{self.p50:.0f} ms"
         self.detail = f"quality {self.quality:.2f}, cost {money(self.price)}/Mtok, p50 {p50}"
+        self.reasons: dict[str, str] = {}
+
+    def copy(self) -> Entry:
+        """The same model for another use case (which sets its own hybrid score)."""
+        # Field by field: a getattr/setattr loop over __slots__ costs four times as much, and
+        # a table makes a copy for every (model, use case).
+        twin = Entry.__new__(Entry)
+        twin.model, twin.name, twin.provider = self.model, self.name, self.provider
+        twin.caps, twin.context_window, twin.price = self.caps, self.context_window, self.price
+        twin.p50, twin.quality, twin.error_rate = self.p50, self.quality, self.error_rate
+        twin.testing, twin.deprecated = self.testing, self.deprecated
+        twin.config_rank, twin.config_bonus = self.config_rank, self.config_bonus
+        twin.hybrid, twin.detail, twin.reasons = self.hybrid, self.detail, self.reasons
+        return twin
+
+    def explain_ranks(self) -> None:
+        """Each strategy's reason for this model, written once so a decision only looks it up."""
+        detail = self.detail
+        self.reasons = {
+            "capability": "by quality: " + detail,
+            "cost": "by cost: " + detail,
+            "latency": "by p50 latency: " + detail,
+            "hybrid": f"hybrid score {self.hybrid:.2f}: {detail}",
+        }
 
 
 def _keys() -> dict[str, object]:
@@ -95,26 +127,28 @@ def _keys() -> dict[str, object]:
 class UseCaseTable:
     """The models serving one use case: all of them, and the routable ones in every order."""
 
-    __slots__ = ("by_provider", "orders", "positions", "served", "use_case")
+    __slots__ = ("orders", "positions", "provider_entries", "served", "use_case")
 
     def __init__(self, use_case: str, served: list[Entry]) -> None:
         self.use_case = use_case
         self.served = served  # every status, for diagnosing why nothing qualified
         routable = [e for e in served if not e.deprecated]
         self.orders: dict[str, list[Entry]] = {}
-        # (position in the order, entry): merging several providers' lists by position
-        # yields them in the order's sequence without comparing entries.
-        self.by_provider: dict[str, dict[str, list[tuple[int, Entry]]]] = {}
+        # name -> (position in the order, entry): sorting a few entries by position puts them
+        # in the order's sequence without comparing entries.
         self.positions: dict[str, dict[str, tuple[int, Entry]]] = {}
+        self.provider_entries: dict[str, dict[str, list[Entry]]] = {}
+        for entry in routable:
+            entry.explain_ranks()
         for order, key in _keys().items():
             ordered = sorted(routable, key=key)  # type: ignore[arg-type]
             self.orders[order] = ordered
-            groups: dict[str, list[tuple[int, Entry]]] = {}
+            groups: dict[str, list[Entry]] = {}
             positions: dict[str, tuple[int, Entry]] = {}
             for i, entry in enumerate(ordered):
-                groups.setdefault(entry.provider, []).append((i, entry))
+                groups.setdefault(entry.provider, []).append(entry)
                 positions[entry.name] = (i, entry)
-            self.by_provider[order] = groups
+            self.provider_entries[order] = groups
             self.positions[order] = positions
 
 
@@ -151,6 +185,8 @@ class RoutingTable:
         self.config = config
         self._models = snapshot.models
         self._stats = snapshot.stats
+        self._resolve = snapshot.resolve
+        self._chains: dict[str, Chain] = {}
         preference = {p: i for i, p in reversed(list(enumerate(config.provider_preference)))}
         ranked = len(config.provider_preference)
 
@@ -159,17 +195,37 @@ class RoutingTable:
             # Config preferences earn a bonus in (0, 0.5]; a request's or tenant's own
             # preferences earn more (see router), so they outrank the operator's defaults.
             bonus = 0.5 * (1 - rank / ranked) if rank < ranked else 0.0
-            return Entry(model, snapshot.stats_for(model.name), rank, bonus)
+            return Entry(model, snapshot.stats.get(model.name) or _NO_STATS, rank, bonus)
 
         self.entries: dict[str, Entry] = {m.name: entry(m) for m in snapshot.models.values()}
         served: dict[str, list[Entry]] = {}
         for model in snapshot.models.values():
             for use_case in model.use_cases:
-                served.setdefault(use_case, []).append(entry(model))
+                served.setdefault(use_case, []).append(self.entries[model.name].copy())
         self.use_cases: dict[str, UseCaseTable] = {}
         for use_case, entries in served.items():
             _score([e for e in entries if not e.deprecated], config)
             self.use_cases[use_case] = UseCaseTable(use_case, entries)
+
+    def chain(self, name: str) -> Chain:
+        """A model's configured fallbacks as entries with their reasons, and the unknown ones."""
+        chain = self._chains.get(name)
+        if chain is None:
+            chain = self._chains[name] = self._build_chain(name)
+        return chain
+
+    def _build_chain(self, name: str) -> Chain:
+        fallbacks: list[tuple[Entry, str]] = []
+        unknown: list[tuple[str, str]] = []
+        listed = {name}
+        for i, fallback in enumerate(self._models[name].fallbacks, 1):
+            model = self._resolve(fallback)
+            if model is None:
+                unknown.append((fallback, f"fallback #{i} of {name} is not in the registry"))
+            elif model.name not in listed:
+                listed.add(model.name)
+                fallbacks.append((self.entries[model.name], f"fallback #{i} of {name}"))
+        return fallbacks, unknown
 
     def fits(self, snapshot: RegistrySnapshot, config: RoutingConfig) -> bool:
         """Whether this table was built from this snapshot's models and stats and this config."""

@@ -56,7 +56,7 @@ def test_default_max_candidates_is_three_and_scores_are_the_ranked_figure(
     assert decision.strategy == "cost"
     assert decision.names() == ["llama", "gpt-mini", "haiku"]
     assert [c.score for c in decision.candidates] == pytest.approx([0.0, 0.2625, 1.6])
-    assert decision.candidates[1].reason.startswith("#2 by cost: quality 0.70, cost $0.26/Mtok")
+    assert decision.candidates[1].reason == "by cost: quality 0.70, cost $0.26/Mtok, p50 300 ms"
 
 
 def test_preference_follows_request_then_tenant_then_config_then_quality(
