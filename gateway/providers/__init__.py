@@ -13,6 +13,7 @@ PROVIDER_CLASSES: dict[str, str] = {
     "openai": "gateway.providers.openai:OpenAIProvider",
     "azure_openai": "gateway.providers.azure_openai:AzureOpenAIProvider",
     "anthropic": "gateway.providers.anthropic:AnthropicProvider",
+    "bedrock": "gateway.providers.bedrock:BedrockProvider",
     "ollama": "gateway.providers.ollama:OllamaProvider",
 }
 

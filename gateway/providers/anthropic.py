@@ -304,7 +304,7 @@ class AnthropicProvider(Provider):
         chunks = ChunkStream(model.name)
         state = _StreamState(request)
         try:
-            events = await deadline.run(
+            events = await deadline.first(
                 self._client.messages.create(**self._params(request, model), stream=True)
             )
             try:

@@ -162,6 +162,15 @@ class Deadline:
         except asyncio.TimeoutError:
             raise timeout_error(self.provider, self.timeouts.total_s) from None
 
+    async def first(self, awaitable: Awaitable[T]) -> T:
+        """Await a stream's opening within what is left of `first_token_s` (and `total_s`)."""
+        elapsed = time.monotonic() - self.started
+        limit = min(self.remaining(), max(0.0, self.timeouts.first_token_s - elapsed))
+        try:
+            return await asyncio.wait_for(awaitable, limit)
+        except asyncio.TimeoutError:
+            raise timeout_error(self.provider, self.timeouts.first_token_s) from None
+
     async def events(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
         """A stream's events within the budget: the first by `first_token_s`, all by `total_s`."""
         first = True

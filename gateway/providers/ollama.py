@@ -213,7 +213,7 @@ class OllamaProvider(Provider):
         chunks = ChunkStream(model.name)
         state = _StreamState(request)
         try:
-            parts = await deadline.run(self._client.chat(**params, stream=True))
+            parts = await deadline.first(self._client.chat(**params, stream=True))
             async for part in deadline.events(parts):
                 for chunk in self._chunks(part, chunks, state):
                     yield chunk

@@ -124,7 +124,7 @@ class OpenAIProvider(Provider):
         chunks = ChunkStream(model.name)
         state = _StreamState(request)
         try:
-            upstream = await deadline.run(self._client.chat.completions.create(**params))
+            upstream = await deadline.first(self._client.chat.completions.create(**params))
             try:
                 async for event in deadline.events(upstream.__aiter__()):
                     for chunk in self._chunks(event, chunks, state):

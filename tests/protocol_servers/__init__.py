@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.protocol_servers.anthropic_server import AnthropicServer
 from tests.protocol_servers.azure_server import AzureOpenAIServer
 from tests.protocol_servers.base import Failure, ProtocolServer, Received, Reply, ToolUse
+from tests.protocol_servers.bedrock_server import BedrockServer
 from tests.protocol_servers.ollama_server import OllamaServer
 from tests.protocol_servers.openai_server import OpenAIServer
 
@@ -14,12 +15,14 @@ SERVERS: dict[str, type[ProtocolServer]] = {
     "anthropic": AnthropicServer,
     "ollama": OllamaServer,
     "azure_openai": AzureOpenAIServer,
+    "bedrock": BedrockServer,
 }
 
 __all__ = [
     "SERVERS",
     "AnthropicServer",
     "AzureOpenAIServer",
+    "BedrockServer",
     "Failure",
     "OllamaServer",
     "OpenAIServer",

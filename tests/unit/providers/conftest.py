@@ -62,6 +62,16 @@ SETUPS: dict[str, Setup] = {
         chat_model="gpt-test-deployment",
         embed_model="embedding-deployment",
     ),
+    "bedrock": Setup(
+        config=lambda s: {"region": s.region, "endpoint_url": s.url},
+        env=lambda s: {
+            "AWS_ACCESS_KEY_ID": s.access_key,
+            "AWS_SECRET_ACCESS_KEY": s.secret_key,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+        chat_model="anthropic.claude-test-v1:0",
+        embed_model="amazon.titan-embed-text-v2:0",
+    ),
 }
 
 KINDS = list(SETUPS)
@@ -113,8 +123,7 @@ def servers() -> Iterator[dict[str, ProtocolServer]]:
             os.environ[name] = value
 
 
-async def make_upstream(kind: str, server: ProtocolServer) -> Upstream:
-    server.reset()
+def make_upstream(kind: str, server: ProtocolServer) -> Upstream:
     server.files["cat.png"] = ("image/png", PNG)
     setup = SETUPS[kind]
     config = ProviderConfig(name=f"test-{kind}", type=kind, **setup.config(server))
@@ -136,24 +145,40 @@ async def make_upstream(kind: str, server: ProtocolServer) -> Upstream:
     return Upstream(kind, server, build_provider(config), model, embed)
 
 
-@pytest.fixture(params=KINDS)
-async def upstream(
-    request: pytest.FixtureRequest, servers: dict[str, ProtocolServer]
-) -> AsyncIterator[Upstream]:
-    """Each provider in turn (shared behaviour)."""
-    built = await make_upstream(request.param, servers[request.param])
+@pytest.fixture(scope="session")
+async def upstreams(servers: dict[str, ProtocolServer]) -> AsyncIterator[dict[str, Upstream]]:
+    """One adapter per provider for the whole session, as a replica holds one."""
+    built: dict[str, Upstream] = {}
     yield built
-    await built.provider.aclose()
+    for each in built.values():
+        await each.provider.aclose()
+
+
+def _fresh(
+    kind: str, servers: dict[str, ProtocolServer], upstreams: dict[str, Upstream]
+) -> Upstream:
+    servers[kind].reset()
+    if kind not in upstreams:
+        upstreams[kind] = make_upstream(kind, servers[kind])
+    return upstreams[kind]
+
+
+@pytest.fixture(params=KINDS)
+def upstream(
+    request: pytest.FixtureRequest,
+    servers: dict[str, ProtocolServer],
+    upstreams: dict[str, Upstream],
+) -> Upstream:
+    """Each provider in turn (shared behaviour), its server's script and record reset."""
+    return _fresh(request.param, servers, upstreams)
 
 
 def upstream_of(kind: str) -> Callable[..., Any]:
     """A fixture for one provider's own tests."""
 
     @pytest.fixture
-    async def fixture(servers: dict[str, ProtocolServer]) -> AsyncIterator[Upstream]:
-        built = await make_upstream(kind, servers[kind])
-        yield built
-        await built.provider.aclose()
+    def fixture(servers: dict[str, ProtocolServer], upstreams: dict[str, Upstream]) -> Upstream:
+        return _fresh(kind, servers, upstreams)
 
     return fixture
 
@@ -162,3 +187,4 @@ openai_upstream = upstream_of("openai")
 anthropic_upstream = upstream_of("anthropic")
 ollama_upstream = upstream_of("ollama")
 azure_upstream = upstream_of("azure_openai")
+bedrock_upstream = upstream_of("bedrock")

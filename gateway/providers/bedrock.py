@@ -1,0 +1,606 @@
+"""Amazon Bedrock through boto3's `bedrock-runtime`: Converse, ConverseStream, InvokeModel.
+
+boto3 blocks, so every call and every read of the event stream runs in a bounded thread pool
+owned by this provider instance; the event loop never waits on a socket. Credentials come from
+the standard chain (env, profile, SSO, role) and requests are SigV4-signed by botocore.
+
+System and developer messages become `system` blocks; tool calls and results become `toolUse` /
+`toolResult` blocks (consecutive results in one user turn, as roles must alternate); images go
+as bytes (http URLs are fetched). `json_schema` output is native (`outputConfig.textFormat`);
+`json_object` is emulated with a forced tool whose input is returned as the message content.
+Embeddings: Titan (one text per InvokeModel call, in parallel) and Cohere (one call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import boto3
+import botocore.eventstream
+import botocore.exceptions
+import botocore.parsers
+import httpx
+import urllib3.exceptions
+from botocore.config import Config
+
+from gateway.config import ConfigError, ModelConfig, ProviderConfig
+from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
+from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.mapping import (
+    JSON_TOOL,
+    JSON_TOOL_DESCRIPTION,
+    Deadline,
+    ToolCallDeltas,
+    check_capabilities,
+    check_json_output,
+    connection_error,
+    cut_error,
+    encode_embedding,
+    fetch_image,
+    malformed_error,
+    merge_turns,
+    refuse,
+    timeout_error,
+    tool_arguments,
+    upstream_error,
+)
+from gateway.wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    Delta,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    FunctionCall,
+    ImagePart,
+    ResponseMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    text_of,
+)
+
+T = TypeVar("T")
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+# Stop reasons that mean the answer is unusable.
+FAILED_STOPS = {"malformed_model_output", "malformed_tool_use"}
+
+# Bedrock's error codes (HTTP and in-stream exceptions) -> the status they stand for.
+ERROR_STATUS = {
+    "validationexception": 400,
+    "accessdeniedexception": 403,
+    "unrecognizedclientexception": 403,
+    "expiredtokenexception": 403,
+    "resourcenotfoundexception": 404,
+    "modeltimeoutexception": 408,
+    "throttlingexception": 429,
+    "modelnotreadyexception": 429,
+    "servicequotaexceededexception": 429,
+    "internalserverexception": 500,
+    "modelerrorexception": 502,
+    "modelstreamerrorexception": 502,
+    "serviceunavailableexception": 503,
+}
+
+MAX_THREADS = 64
+TITAN_DIMENSIONS = (256, 512, 1024)
+COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
+
+
+class BedrockProvider(Provider):
+    """Foundation models on Amazon Bedrock, through the Converse API."""
+
+    type = "bedrock"
+    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode", "embeddings"})
+    unsupported_params = frozenset(
+        {
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "store",
+            "service_tier",
+            "reasoning_effort",
+            "prompt_cache_key",
+            "safety_identifier",
+        }
+    )
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self._session = boto3.session.Session(region_name=config.region)
+        if not self._session.region_name:
+            raise ConfigError(
+                f"provider '{config.name}' region: expected an AWS region in the config or "
+                "AWS_REGION / AWS_DEFAULT_REGION in the environment"
+            )
+        self.threads = min(config.max_connections, MAX_THREADS)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"bedrock-{config.name}")
+        # One botocore client per distinct (connect, read) timeout pair; usually exactly one.
+        self._clients: dict[tuple[float, float], Any] = {}
+        self._clients_lock = threading.Lock()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
+        super().check(request, model)
+        check_capabilities(request, model)
+        if request.modalities and set(request.modalities) != {"text"}:
+            raise refuse("modalities", self.type, "only text output")
+        if request.parallel_tool_calls is False:
+            raise refuse("parallel_tool_calls", self.type, "Converse cannot limit tool calls")
+        if request.tool_choice == "none" and _has_tool_blocks(request):
+            raise refuse(
+                "tool_choice",
+                self.type,
+                "'none' cannot be honoured in a conversation that already used tools",
+            )
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_object" and request.tools:
+            raise refuse(
+                "response_format",
+                self.type,
+                "json_object is emulated with a tool and cannot be combined with tools; "
+                "use json_schema",
+            )
+
+    # ----------------------------------------------------------------- threads
+
+    def _client(self, model: ModelConfig) -> Any:
+        key = (model.timeouts.connect_s, model.timeouts.total_s)
+        with self._clients_lock:
+            if key not in self._clients:
+                self._clients[key] = self._session.client(
+                    "bedrock-runtime",
+                    endpoint_url=self.config.endpoint_url,
+                    config=Config(
+                        retries={"total_max_attempts": 1, "mode": "standard"},
+                        connect_timeout=key[0],
+                        read_timeout=key[1],
+                        max_pool_connections=self.threads,
+                        tcp_keepalive=True,
+                        user_agent_extra="llmgw",
+                    ),
+                )
+            return self._clients[key]
+
+    async def _off_loop(
+        self, deadline: Deadline, call: Callable[[], T], *, opens_stream: bool = False
+    ) -> T:
+        """Run a blocking boto3 call in this provider's pool, within the call's time budget."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await (deadline.first(future) if opens_stream else deadline.run(future))
+
+    async def _events(self, stream: Any) -> AsyncIterator[dict[str, Any]]:
+        """The ConverseStream events, each read in the pool; the stream is closed at the end."""
+        loop = asyncio.get_running_loop()
+        events = iter(stream)
+        try:
+            while True:
+                event = await loop.run_in_executor(self._pool, next, events, None)
+                if event is None:
+                    return
+                yield event
+        finally:
+            # Closing the socket also frees a pool thread still blocked reading it.
+            stream.close()
+
+    # ----------------------------------------------------------------- request -> SDK call
+
+    async def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+        system = [
+            {"text": text_of(m.content)}
+            for m in request.messages
+            if isinstance(m, SystemMessage) and text_of(m.content).strip()
+        ]
+        turns = [await self._turn(m) for m in request.messages if not isinstance(m, SystemMessage)]
+        params: dict[str, Any] = {"modelId": model.upstream_id, "messages": merge_turns(turns)}
+        if system:
+            params["system"] = system
+        inference = {
+            "maxTokens": request.output_limit(),
+            "temperature": request.temperature,
+            "topP": request.top_p,
+            "stopSequences": request.stop_list() or None,
+        }
+        inference = {k: v for k, v in inference.items() if v is not None}
+        if inference:
+            params["inferenceConfig"] = inference
+        tool_config = self._tool_config(request)
+        if tool_config is not None:
+            params["toolConfig"] = tool_config
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+            json_schema = {
+                "schema": json.dumps(fmt.json_schema.schema_ or {"type": "object"}),
+                "name": fmt.json_schema.name,
+            }
+            if fmt.json_schema.description:
+                json_schema["description"] = fmt.json_schema.description
+            params["outputConfig"] = {
+                "textFormat": {"type": "json_schema", "structure": {"jsonSchema": json_schema}}
+            }
+        metadata = dict(request.metadata or {})
+        if request.user is not None:
+            metadata["user"] = request.user
+        if metadata:
+            params["requestMetadata"] = metadata
+        return params
+
+    async def _turn(self, message: Any) -> dict[str, Any]:
+        if isinstance(message, ToolMessage):
+            result = {
+                "toolUseId": message.tool_call_id,
+                "content": [{"text": text_of(message.content) or "(empty)"}],
+            }
+            return {"role": "user", "content": [{"toolResult": result}]}
+        if isinstance(message, AssistantMessage):
+            blocks: list[dict[str, Any]] = []
+            if text_of(message.content).strip():
+                blocks.append({"text": text_of(message.content)})
+            for call in message.tool_calls or []:
+                use = {
+                    "toolUseId": call.id,
+                    "name": call.function.name,
+                    "input": tool_arguments(call.function.arguments),
+                }
+                blocks.append({"toolUse": use})
+            return {"role": "assistant", "content": blocks}
+        if isinstance(message.content, str):
+            return {"role": "user", "content": [{"text": message.content}]}
+        parts = message.content
+        images = await asyncio.gather(
+            *(fetch_image(p.image_url.url, self._http) for p in parts if isinstance(p, ImagePart))
+        )
+        fetched = iter(images)
+        blocks = []
+        for part in parts:
+            if isinstance(part, ImagePart):
+                image = next(fetched)
+                blocks.append({"image": {"format": image.format, "source": {"bytes": image.data}}})
+            elif part.text.strip():
+                blocks.append({"text": part.text})
+        return {"role": "user", "content": blocks}
+
+    @staticmethod
+    def _tool_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
+        fmt = request.response_format
+        if fmt is not None and fmt.type == "json_object":
+            spec = {
+                "name": JSON_TOOL,
+                "description": JSON_TOOL_DESCRIPTION,
+                "inputSchema": {"json": {"type": "object"}},
+            }
+            return {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": JSON_TOOL}}}
+        if not request.tools or request.tool_choice == "none":
+            return None
+        tools = []
+        for tool in request.tools:
+            spec = {
+                "name": tool.function.name,
+                "inputSchema": {"json": tool.function.parameters or {"type": "object"}},
+            }
+            if tool.function.description:
+                spec["description"] = tool.function.description
+            tools.append({"toolSpec": spec})
+        config: dict[str, Any] = {"tools": tools}
+        choice = request.tool_choice
+        if choice == "required":
+            config["toolChoice"] = {"any": {}}
+        elif choice == "auto":
+            config["toolChoice"] = {"auto": {}}
+        elif choice is not None and not isinstance(choice, str):
+            config["toolChoice"] = {"tool": {"name": choice.function.name}}
+        return config
+
+    # ----------------------------------------------------------------- chat
+
+    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        params = await self._params(request, model)
+        client = self._client(model)
+        try:
+            response = await self._off_loop(deadline, functools.partial(client.converse, **params))
+            return self._completion(response, request, model)
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _completion(
+        self, response: dict[str, Any], request: ChatCompletionRequest, model: ModelConfig
+    ) -> ChatCompletion:
+        try:
+            blocks = response["output"]["message"]["content"]
+            stop_reason = response["stopReason"]
+            usage = _usage(response["usage"])
+        except (KeyError, TypeError):
+            raise malformed_error(self.name, "a Converse response without output") from None
+        text, calls = "", []
+        for block in blocks:
+            if "text" in block:
+                text += block["text"]
+            elif "toolUse" in block and _emulating(request):
+                text += json.dumps(block["toolUse"]["input"])
+            elif "toolUse" in block:
+                use = block["toolUse"]
+                call = FunctionCall(name=use["name"], arguments=json.dumps(use["input"]))
+                calls.append(ToolCall(id=use["toolUseId"], function=call))
+        finish = self._finish(stop_reason, request)
+        if finish == "stop" and not calls:
+            check_json_output(text, request.response_format, self.name)
+        message = ResponseMessage(
+            content=(text or None) if calls else text, tool_calls=calls or None
+        )
+        return ChatCompletion(
+            model=model.name, choices=[Choice(message=message, finish_reason=finish)], usage=usage
+        )
+
+    async def stream(
+        self, request: ChatCompletionRequest, model: ModelConfig
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        self.check(request, model)
+        deadline = Deadline(model.timeouts, self.name)
+        params = await self._params(request, model)
+        client = self._client(model)
+        chunks = ChunkStream(model.name)
+        state = _StreamState(request)
+        try:
+            response = await self._off_loop(
+                deadline, functools.partial(client.converse_stream, **params), opens_stream=True
+            )
+            events = self._events(response["stream"])
+            try:
+                async for event in deadline.events(events):
+                    for chunk in self._chunks(event, chunks, state):
+                        yield chunk
+            finally:
+                await events.aclose()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if state.usage is None or not state.finished:
+            raise cut_error(self.name)
+        yield chunks.usage(state.usage)
+
+    def _chunks(
+        self, event: dict[str, Any], chunks: ChunkStream, state: _StreamState
+    ) -> list[ChatCompletionChunk]:
+        """Our chunks for one ConverseStream event."""
+        if "messageStart" in event:
+            return [chunks.chunk(Delta(role="assistant", content=""))]
+        if "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            use = start.get("start", {}).get("toolUse")
+            if use is None or (use["name"] == JSON_TOOL and state.emulating):
+                return []
+            head = state.calls.start(start["contentBlockIndex"], use["toolUseId"], use["name"])
+            return [chunks.chunk(Delta(tool_calls=[head]))]
+        if "contentBlockDelta" in event:
+            block = event["contentBlockDelta"]
+            delta, index = block["delta"], block["contentBlockIndex"]
+            if "text" in delta:
+                state.text += delta["text"]
+                return [chunks.chunk(Delta(content=delta["text"]))]
+            fragment = delta.get("toolUse", {}).get("input")
+            if fragment is not None and index in state.calls:
+                return [chunks.chunk(Delta(tool_calls=[state.calls.arguments(index, fragment)]))]
+            if fragment is not None and state.emulating:
+                state.text += fragment
+                return [chunks.chunk(Delta(content=fragment))]
+            return []
+        if "messageStop" in event:
+            finish = self._finish(event["messageStop"]["stopReason"], state.request)
+            if finish == "stop" and not len(state.calls):
+                check_json_output(state.text, state.request.response_format, self.name)
+            state.finished = True
+            return [chunks.chunk(Delta(), finish_reason=finish)]
+        if "metadata" in event:
+            state.usage = _usage(event["metadata"]["usage"])
+        return []
+
+    def _finish(self, stop_reason: str, request: ChatCompletionRequest) -> str:
+        if stop_reason in FAILED_STOPS:
+            raise UpstreamError(
+                f"provider '{self.name}' stopped with '{stop_reason}': the model's output was "
+                "unusable",
+                provider=self.name,
+                code=stop_reason,
+            )
+        if stop_reason == "tool_use" and _emulating(request):
+            return "stop"
+        return FINISH_REASONS.get(stop_reason, "stop")
+
+    # ----------------------------------------------------------------- embeddings
+
+    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
+        if "embeddings" not in model.capabilities:
+            return await super().embed(request, model)
+        upstream = model.upstream_id
+        texts = request.texts()
+        deadline = Deadline(model.timeouts, self.name)
+        client = self._client(model)
+        invoke = functools.partial(_invoke, client, upstream)
+        try:
+            if "titan-embed" in upstream:
+                bodies = [_titan_body(upstream, text, request.dimensions) for text in texts]
+                answers = await asyncio.gather(
+                    *(self._off_loop(deadline, functools.partial(invoke, b)) for b in bodies)
+                )
+                vectors = [answer["embedding"] for answer, _ in answers]
+                tokens = sum(answer.get("inputTextTokenCount", 0) for answer, _ in answers)
+            elif "cohere.embed" in upstream:
+                body = _cohere_body(upstream, texts, request.dimensions)
+                answer, headers = await self._off_loop(deadline, functools.partial(invoke, body))
+                vectors = answer["embeddings"]["float"]
+                tokens = int(headers.get("x-amzn-bedrock-input-token-count", 0))
+            else:
+                raise InvalidRequestError(
+                    f"model '{model.name}' ({upstream}) is not a Titan or Cohere embedding model",
+                    param="model",
+                )
+        except GatewayError:
+            raise
+        except (KeyError, TypeError) as exc:
+            raise malformed_error(self.name, f"an embedding response without {exc}") from None
+        except Exception as exc:
+            raise self._error(exc) from exc
+        data = [
+            Embedding(index=i, embedding=encode_embedding(v, request.encoding_format))
+            for i, v in enumerate(vectors)
+        ]
+        usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        return EmbeddingResponse(data=data, model=model.name, usage=usage)
+
+    # ----------------------------------------------------------------- errors
+
+    def _error(self, exc: Exception) -> GatewayError:
+        """The taxonomy error for anything boto3, botocore or urllib3 raised."""
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
+            meta = exc.response.get("ResponseMetadata", {})
+            code = str(error.get("Code", ""))
+            status = meta.get("HTTPStatusCode") or 0
+            if status < 400:  # an exception inside a 200 event stream
+                status = ERROR_STATUS.get(code.lower(), 502)
+            message = error.get("Message") or code
+            return upstream_error(self.name, status, message, headers=meta.get("HTTPHeaders"))
+        if isinstance(
+            exc,
+            (
+                botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ConnectTimeoutError,
+                urllib3.exceptions.ReadTimeoutError,
+            ),
+        ):
+            return timeout_error(self.name)
+        if isinstance(
+            exc,
+            (
+                botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ResponseStreamingError,
+                urllib3.exceptions.ProtocolError,
+            ),
+        ):
+            return cut_error(self.name)
+        if isinstance(exc, botocore.exceptions.ConnectionError):
+            return connection_error(self.name, exc)
+        if isinstance(
+            exc,
+            (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError),
+        ):
+            return UpstreamError(
+                f"provider '{self.name}' has no AWS credentials: {exc}",
+                provider=self.name,
+                code="upstream_auth_failed",
+            )
+        if isinstance(
+            exc,
+            (
+                botocore.parsers.ResponseParserError,
+                botocore.eventstream.ParserError,
+                ValueError,
+            ),
+        ):
+            return malformed_error(self.name, str(exc))
+        raise exc
+
+
+class _StreamState:
+    """What a ConverseStream has shown so far."""
+
+    def __init__(self, request: ChatCompletionRequest) -> None:
+        self.request = request
+        self.emulating = _emulating(request)
+        self.calls = ToolCallDeltas()
+        self.text = ""
+        self.finished = False
+        self.usage: Usage | None = None
+
+
+def _emulating(request: ChatCompletionRequest) -> bool:
+    fmt = request.response_format
+    return fmt is not None and fmt.type == "json_object"
+
+
+def _has_tool_blocks(request: ChatCompletionRequest) -> bool:
+    return any(
+        isinstance(m, ToolMessage) or (isinstance(m, AssistantMessage) and m.tool_calls)
+        for m in request.messages
+    )
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    """OpenAI usage from Bedrock's, whose `inputTokens` leave cache reads and writes out."""
+    cached = usage.get("cacheReadInputTokens")
+    written = usage.get("cacheWriteInputTokens") or 0
+    prompt = usage.get("inputTokens", 0) + (cached or 0) + written
+    return Usage.of(prompt, usage.get("outputTokens", 0), cached)
+
+
+def _invoke(
+    client: Any, model_id: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One InvokeModel call, its body read: runs in the pool."""
+    response = client.invoke_model(
+        modelId=model_id,
+        body=json.dumps(body),
+        contentType="application/json",
+        accept="application/json",
+    )
+    answer = json.loads(response["body"].read())
+    return answer, response["ResponseMetadata"].get("HTTPHeaders", {})
+
+
+def _titan_body(model_id: str, text: str, dimensions: int | None) -> dict[str, Any]:
+    if "titan-embed-text-v1" in model_id:
+        if dimensions is not None:
+            raise refuse("dimensions", "bedrock", f"{model_id} has a fixed size")
+        return {"inputText": text}
+    if dimensions is not None and dimensions not in TITAN_DIMENSIONS:
+        raise refuse("dimensions", "bedrock", f"Titan v2 takes one of {TITAN_DIMENSIONS}")
+    body: dict[str, Any] = {"inputText": text, "normalize": True}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
+
+
+def _cohere_body(model_id: str, texts: list[str], dimensions: int | None) -> dict[str, Any]:
+    # OpenAI's API has no input type; documents are what a gateway embeds most.
+    body: dict[str, Any] = {
+        "texts": texts,
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+    }
+    if dimensions is not None:
+        if "embed-v4" not in model_id or dimensions not in COHERE_V4_DIMENSIONS:
+            raise refuse(
+                "dimensions", "bedrock", f"only Cohere Embed v4 takes one of {COHERE_V4_DIMENSIONS}"
+            )
+        body["output_dimension"] = dimensions
+    return body
