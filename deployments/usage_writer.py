@@ -74,10 +74,20 @@ class UsageWriter:
             self._audit.clear()
             written = 0
             try:
-                written += await asyncio.to_thread(self._write_usage, usage)
-                usage = []
-                written += await asyncio.to_thread(self._write_audit, audit)
-                audit = []
+                await asyncio.to_thread(self._ensure_schema)
+                # Chunk by chunk, each its own transaction: a failure requeues only the rest.
+                while usage:
+                    chunk = usage[:_CHUNK]
+                    await asyncio.to_thread(self._store.write_usage, chunk)
+                    usage = usage[len(chunk) :]
+                    written += len(chunk)
+                    self._counts["usage_written"] += len(chunk)
+                while audit:
+                    chunk = audit[:_CHUNK]
+                    await asyncio.to_thread(self._store.write_audit, chunk)
+                    audit = audit[len(chunk) :]
+                    written += len(chunk)
+                    self._counts["audit_written"] += len(chunk)
             finally:
                 # Whatever did not reach the store goes back in front, to be tried again.
                 if usage or audit:
@@ -109,20 +119,6 @@ class UsageWriter:
         return self._counts | {"pending": len(self._usage) + len(self._audit)}
 
     # ------------------------------------------------------------------ internals
-
-    def _write_usage(self, records: list[UsageRecord]) -> int:
-        self._ensure_schema()
-        for start in range(0, len(records), _CHUNK):
-            self._store.write_usage(records[start : start + _CHUNK])
-            self._counts["usage_written"] += len(records[start : start + _CHUNK])
-        return len(records)
-
-    def _write_audit(self, events: list[AuditEvent]) -> int:
-        self._ensure_schema()
-        for start in range(0, len(events), _CHUNK):
-            self._store.write_audit(events[start : start + _CHUNK])
-            self._counts["audit_written"] += len(events[start : start + _CHUNK])
-        return len(events)
 
     def _ensure_schema(self) -> None:
         if not self._migrated:
