@@ -42,7 +42,8 @@ def capability_order(needs: frozenset[str]) -> list[str]:
 
 
 class Constraints:
-    """The filters one request puts on candidate models, with `failure` as the one test."""
+    """The filters one request puts on candidate models: `take` on the hot path, `failure`
+    (the same tests, saying which one failed) for explanations and errors."""
 
     __slots__ = (
         "board",

@@ -164,19 +164,15 @@ def _rejections(
 ) -> list[tuple[str, str]]:
     chosen = set(decision.names())
     serving = {e.name: e for e in uct.served}
+    below = f"eligible, ranked below the top {len(chosen)} by {decision.strategy}"
     rejected = []
     for name in table.entries:
-        entry = serving.get(name)
         if name in chosen:
             continue
+        entry = serving.get(name)
         if entry is None:
             rejected.append((name, f"does not serve use case '{uct.use_case}'"))
             continue
         code = c.failure(entry)
-        why = (
-            c.describe(code, entry)
-            if code
-            else (f"eligible, ranked below the top {len(chosen)} by {decision.strategy}")
-        )
-        rejected.append((name, why))
+        rejected.append((name, c.describe(code, entry) if code else below))
     return rejected

@@ -31,25 +31,18 @@ def _best(
     if c.models is not None and len(c.models) * 8 < len(ordered):
         positions = uct.positions[order]
         allowed = sorted(positions[n] for n in c.models if n in positions)
-        return _walk([e for _, e in allowed], c, k, skip)
+        return c.take([e for _, e in allowed], k, skip)
     if c.providers is not None:
         groups = uct.provider_entries[order]
         lists = [groups[p] for p in c.providers if p in groups]
         if sum(map(len, lists)) * 4 < len(ordered):
             if len(lists) == 1:
-                return _walk(lists[0], c, k, skip)
+                return c.take(lists[0], k, skip)
             # The first k of several providers together are among each one's own first k.
             positions = uct.positions[order]
-            firsts = sorted(positions[e.name] for group in lists for e in _walk(group, c, k, skip))
+            firsts = sorted(positions[e.name] for group in lists for e in c.take(group, k, skip))
             return [e for _, e in firsts[:k]]
-    return _walk(ordered, c, k, skip)
-
-
-def _walk(
-    source: Iterable[Entry], c: Constraints, k: int, skip: set[str] | None = None
-) -> list[Entry]:
-    """The first `k` models of `source` that pass every filter (and are not in `skip`)."""
-    return c.take(source, k, skip)
+    return c.take(ordered, k, skip)
 
 
 def _group(uct: UseCaseTable, order: str, item: str, snapshot: RegistrySnapshot) -> list[Entry]:
@@ -101,7 +94,7 @@ def _by_preference(
     # any matching a later one; the config's provider order is the presorted tail.
     for item in _distinct(request.prefer, request.policy.preferred_providers):
         who = "the request" if item in request.prefer else "the tenant"
-        for e in _walk(_group(uct, "capability", item, snapshot), c, k - len(picks), taken):
+        for e in c.take(_group(uct, "capability", item, snapshot), k - len(picks), taken):
             taken.add(e.name)
             picks.append((e, e.quality, f"preferred by {who} ('{item}'): {e.detail}"))
         if len(picks) >= k:
@@ -140,7 +133,7 @@ def _by_hybrid(
     scored: list[tuple[float, str, Entry, str | None]] = []
     for i, item in enumerate(wanted):
         bonus = 1.0 - 0.5 * i / len(wanted)  # (0.5, 1]: above any config preference
-        for e in _walk(_group(uct, "hybrid", item, snapshot), c, k, seen):
+        for e in c.take(_group(uct, "hybrid", item, snapshot), k, seen):
             seen.add(e.name)
             score = e.hybrid + weight * (max(bonus, e.config_bonus) - e.config_bonus)
             scored.append((-score, e.name, e, item))
@@ -165,7 +158,7 @@ def _by_tenant(
     taken: set[str] = set()
     for item in _distinct(policy.preferred_models, policy.preferred_providers):
         kind = "model" if item in policy.preferred_models else "provider"
-        for e in _walk(_group(uct, "hybrid", item, snapshot), c, k - len(picks), taken):
+        for e in c.take(_group(uct, "hybrid", item, snapshot), k - len(picks), taken):
             taken.add(e.name)
             why = f"tenant prefers {kind} '{item}'; hybrid score {e.hybrid:.2f}: {e.detail}"
             picks.append((e, e.hybrid, why))

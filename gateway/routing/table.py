@@ -18,8 +18,6 @@ CAPABILITY_BITS: dict[str, int] = {name: 1 << i for i, name in enumerate(get_arg
 # A capability no model can declare (a typo, a newer client): no model has this bit.
 _UNKNOWN_CAPABILITY = 1 << 40
 
-ORDERS = ("capability", "cost", "latency", "hybrid", "preference")
-
 # Hybrid scoring: log prices need a floor because free models (sim, ollama) cost $0.
 _PRICE_FLOOR = 0.01
 # Error rates from fewer calls than this are shrunk towards 0, so one failed call among
@@ -27,13 +25,10 @@ _PRICE_FLOOR = 0.01
 _ERROR_EVIDENCE = 20
 # An unmeasured model sits mid-way between the fastest and slowest measured ones.
 _UNKNOWN_LATENCY = 0.5
-
+_NO_STATS = ModelStats()
 
 # A named model's fallbacks, each with its reason; and fallbacks the registry does not know.
 Chain = tuple[list[tuple["Entry", str]], list[tuple[str, str]]]
-
-
-_NO_STATS = ModelStats()
 
 
 def capability_mask(capabilities: Iterable[str]) -> int:
