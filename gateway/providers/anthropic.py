@@ -2,9 +2,10 @@
 
 System and developer messages become the `system` parameter; tool calls and results become
 `tool_use` / `tool_result` blocks (consecutive results in one user turn). `json_schema` output
-is native (`output_config.format`); `json_object` is emulated with a forced tool whose input is
-returned as the message content. API version 2026-10-21 refuses `temperature` and `top_p`, so
-they are refused here too, naming the parameter.
+is native (`output_config.format`); `json_object` is emulated with an instruction in `system`
+and the answer checked (a forced tool is refused by current Claude models, and native output
+cannot express "any object"); a streamed emulated answer is sent whole once checked. API version
+2026-10-21 refuses `temperature` and `top_p`, so they are refused here too, naming them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
-    JSON_TOOL,
-    JSON_TOOL_DESCRIPTION,
+    JSON_INSTRUCTION,
     Deadline,
     ToolCallDeltas,
     api_key,
@@ -36,7 +36,9 @@ from gateway.providers.mapping import (
     refuse,
     timeout_error,
     tool_arguments,
+    unfenced,
     upstream_error,
+    wants_json_object,
 )
 from gateway.wire import (
     AssistantMessage,
@@ -130,14 +132,6 @@ class AnthropicProvider(Provider):
             raise refuse("modalities", self.type, "only text output")
         if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
             raise refuse("reasoning_effort", self.type, f"one of {sorted(EFFORTS)}")
-        fmt = request.response_format
-        if fmt is not None and fmt.type == "json_object" and request.tools:
-            raise refuse(
-                "response_format",
-                self.type,
-                "json_object is emulated with a tool and cannot be combined with tools; "
-                "use json_schema",
-            )
         if self._key is None:
             raise missing_key(self.config, self.default_key_env)
 
@@ -184,14 +178,7 @@ class AnthropicProvider(Provider):
             schema = anthropic.transform_schema(fmt.json_schema.schema_ or {"type": "object"})
             output_config["format"] = {"type": "json_schema", "schema": schema}
         elif fmt is not None and fmt.type == "json_object":
-            params["tools"] = [
-                {
-                    "name": JSON_TOOL,
-                    "description": JSON_TOOL_DESCRIPTION,
-                    "input_schema": {"type": "object"},
-                }
-            ]
-            params["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+            params["system"] = [*system, {"type": "text", "text": JSON_INSTRUCTION}]
         if output_config:
             params["output_config"] = output_config
         return params
@@ -271,8 +258,6 @@ class AnthropicProvider(Provider):
         for block in message.content:
             if block.type == "text":
                 text += block.text
-            elif block.type == "tool_use" and block.name == JSON_TOOL and _emulating(request):
-                text += json.dumps(block.input)
             elif block.type == "tool_use":
                 arguments = json.dumps(block.input)
                 calls.append(
@@ -280,7 +265,9 @@ class AnthropicProvider(Provider):
                         id=block.id, function=FunctionCall(name=block.name, arguments=arguments)
                     )
                 )
-        finish = _finish(message.stop_reason, request)
+        finish = _finish(message.stop_reason)
+        if wants_json_object(request):
+            text = unfenced(text)
         if finish == "stop" and not calls:
             check_json_output(text, request.response_format, self.name)
         return ChatCompletion(
@@ -329,35 +316,27 @@ class AnthropicProvider(Provider):
             return [chunks.chunk(Delta(role="assistant", content=""))]
         if kind == "content_block_start":
             block = event.content_block
-            if block.type == "tool_use" and not (block.name == JSON_TOOL and state.emulating):
+            if block.type == "tool_use":
                 delta = state.calls.start(event.index, block.id, block.name)
                 return [chunks.chunk(Delta(tool_calls=[delta]))]
             if block.type == "text" and block.text:
-                state.text += block.text
-                return [chunks.chunk(Delta(content=block.text))]
+                return state.content(block.text, chunks)
             return []
         if kind == "content_block_delta":
             delta = event.delta
             if delta.type == "text_delta":
-                state.text += delta.text
-                return [chunks.chunk(Delta(content=delta.text))]
+                return state.content(delta.text, chunks)
             if delta.type == "input_json_delta" and event.index in state.calls:
                 fragment = state.calls.arguments(event.index, delta.partial_json)
                 return [chunks.chunk(Delta(tool_calls=[fragment]))]
-            if delta.type == "input_json_delta" and state.emulating:
-                state.text += delta.partial_json
-                return [chunks.chunk(Delta(content=delta.partial_json))]
             return []
         if kind == "message_delta":
             state.stop_reason = event.delta.stop_reason
             state.output = event.usage
             return []
         if kind == "message_stop":
-            finish = _finish(state.stop_reason, state.request)
-            if finish == "stop" and not len(state.calls):
-                check_json_output(state.text, state.request.response_format, self.name)
             state.usage = _usage(state.input, state.output)
-            return [chunks.chunk(Delta(), finish_reason=finish)]
+            return state.finish(_finish(state.stop_reason), chunks, self.name)
         return []
 
     # ----------------------------------------------------------------- errors
@@ -396,7 +375,8 @@ class _StreamState:
 
     def __init__(self, request: ChatCompletionRequest) -> None:
         self.request = request
-        self.emulating = _emulating(request)
+        # Emulated JSON is held back and sent whole, once checked.
+        self.buffering = wants_json_object(request)
         self.calls = ToolCallDeltas()
         self.text = ""
         self.stop_reason: str | None = None
@@ -404,15 +384,22 @@ class _StreamState:
         self.output: Any = None
         self.usage: Usage | None = None
 
+    def content(self, text: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
+        self.text += text
+        return [] if self.buffering else [chunks.chunk(Delta(content=text))]
 
-def _emulating(request: ChatCompletionRequest) -> bool:
-    fmt = request.response_format
-    return fmt is not None and fmt.type == "json_object"
+    def finish(self, finish: str, chunks: ChunkStream, provider: str) -> list[ChatCompletionChunk]:
+        out = []
+        if self.buffering:
+            self.text = unfenced(self.text) if finish == "stop" else self.text
+            out.append(chunks.chunk(Delta(content=self.text)))
+        if finish == "stop" and not len(self.calls):
+            check_json_output(self.text, self.request.response_format, provider)
+        out.append(chunks.chunk(Delta(), finish_reason=finish))
+        return out
 
 
-def _finish(stop_reason: str | None, request: ChatCompletionRequest) -> str:
-    if stop_reason == "tool_use" and _emulating(request):
-        return "stop"
+def _finish(stop_reason: str | None) -> str:
     return FINISH_REASONS.get(stop_reason or "end_turn", "stop")
 
 

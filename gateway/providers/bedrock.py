@@ -7,7 +7,8 @@ the standard chain (env, profile, SSO, role) and requests are SigV4-signed by bo
 System and developer messages become `system` blocks; tool calls and results become `toolUse` /
 `toolResult` blocks (consecutive results in one user turn, as roles must alternate); images go
 as bytes (http URLs are fetched). `json_schema` output is native (`outputConfig.textFormat`);
-`json_object` is emulated with a forced tool whose input is returned as the message content.
+`json_object` is emulated with an instruction in `system` and the answer checked, as for
+Anthropic (a streamed emulated answer is sent whole once checked).
 Embeddings: Titan (one text per InvokeModel call, in parallel) and Cohere (one call).
 """
 
@@ -33,8 +34,7 @@ from gateway.config import ConfigError, ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
-    JSON_TOOL,
-    JSON_TOOL_DESCRIPTION,
+    JSON_INSTRUCTION,
     Deadline,
     ToolCallDeltas,
     check_capabilities,
@@ -48,7 +48,9 @@ from gateway.providers.mapping import (
     refuse,
     timeout_error,
     tool_arguments,
+    unfenced,
     upstream_error,
+    wants_json_object,
 )
 from gateway.wire import (
     AssistantMessage,
@@ -160,14 +162,6 @@ class BedrockProvider(Provider):
                 self.type,
                 "'none' cannot be honoured in a conversation that already used tools",
             )
-        fmt = request.response_format
-        if fmt is not None and fmt.type == "json_object" and request.tools:
-            raise refuse(
-                "response_format",
-                self.type,
-                "json_object is emulated with a tool and cannot be combined with tools; "
-                "use json_schema",
-            )
 
     # ----------------------------------------------------------------- threads
 
@@ -220,6 +214,8 @@ class BedrockProvider(Provider):
         ]
         turns = [await self._turn(m) for m in request.messages if not isinstance(m, SystemMessage)]
         params: dict[str, Any] = {"modelId": model.upstream_id, "messages": merge_turns(turns)}
+        if wants_json_object(request):
+            system.append({"text": JSON_INSTRUCTION})
         if system:
             params["system"] = system
         inference = {
@@ -289,14 +285,6 @@ class BedrockProvider(Provider):
 
     @staticmethod
     def _tool_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
-        fmt = request.response_format
-        if fmt is not None and fmt.type == "json_object":
-            spec = {
-                "name": JSON_TOOL,
-                "description": JSON_TOOL_DESCRIPTION,
-                "inputSchema": {"json": {"type": "object"}},
-            }
-            return {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": JSON_TOOL}}}
         if not request.tools or request.tool_choice == "none":
             return None
         tools = []
@@ -344,13 +332,13 @@ class BedrockProvider(Provider):
         for block in blocks:
             if "text" in block:
                 text += block["text"]
-            elif "toolUse" in block and _emulating(request):
-                text += json.dumps(block["toolUse"]["input"])
             elif "toolUse" in block:
                 use = block["toolUse"]
                 call = FunctionCall(name=use["name"], arguments=json.dumps(use["input"]))
                 calls.append(ToolCall(id=use["toolUseId"], function=call))
-        finish = self._finish(stop_reason, request)
+        finish = self._finish(stop_reason)
+        if wants_json_object(request):
+            text = unfenced(text)
         if finish == "stop" and not calls:
             check_json_output(text, request.response_format, self.name)
         message = ResponseMessage(
@@ -395,7 +383,7 @@ class BedrockProvider(Provider):
         if "contentBlockStart" in event:
             start = event["contentBlockStart"]
             use = start.get("start", {}).get("toolUse")
-            if use is None or (use["name"] == JSON_TOOL and state.emulating):
+            if use is None:
                 return []
             head = state.calls.start(start["contentBlockIndex"], use["toolUseId"], use["name"])
             return [chunks.chunk(Delta(tool_calls=[head]))]
@@ -403,26 +391,19 @@ class BedrockProvider(Provider):
             block = event["contentBlockDelta"]
             delta, index = block["delta"], block["contentBlockIndex"]
             if "text" in delta:
-                state.text += delta["text"]
-                return [chunks.chunk(Delta(content=delta["text"]))]
+                return state.content(delta["text"], chunks)
             fragment = delta.get("toolUse", {}).get("input")
             if fragment is not None and index in state.calls:
                 return [chunks.chunk(Delta(tool_calls=[state.calls.arguments(index, fragment)]))]
-            if fragment is not None and state.emulating:
-                state.text += fragment
-                return [chunks.chunk(Delta(content=fragment))]
             return []
         if "messageStop" in event:
-            finish = self._finish(event["messageStop"]["stopReason"], state.request)
-            if finish == "stop" and not len(state.calls):
-                check_json_output(state.text, state.request.response_format, self.name)
             state.finished = True
-            return [chunks.chunk(Delta(), finish_reason=finish)]
+            return state.finish(self._finish(event["messageStop"]["stopReason"]), chunks, self.name)
         if "metadata" in event:
             state.usage = _usage(event["metadata"]["usage"])
         return []
 
-    def _finish(self, stop_reason: str, request: ChatCompletionRequest) -> str:
+    def _finish(self, stop_reason: str) -> str:
         if stop_reason in FAILED_STOPS:
             raise UpstreamError(
                 f"provider '{self.name}' stopped with '{stop_reason}': the model's output was "
@@ -430,8 +411,6 @@ class BedrockProvider(Provider):
                 provider=self.name,
                 code=stop_reason,
             )
-        if stop_reason == "tool_use" and _emulating(request):
-            return "stop"
         return FINISH_REASONS.get(stop_reason, "stop")
 
     # ----------------------------------------------------------------- embeddings
@@ -536,16 +515,26 @@ class _StreamState:
 
     def __init__(self, request: ChatCompletionRequest) -> None:
         self.request = request
-        self.emulating = _emulating(request)
+        # Emulated JSON is held back and sent whole, once checked.
+        self.buffering = wants_json_object(request)
         self.calls = ToolCallDeltas()
         self.text = ""
         self.finished = False
         self.usage: Usage | None = None
 
+    def content(self, text: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
+        self.text += text
+        return [] if self.buffering else [chunks.chunk(Delta(content=text))]
 
-def _emulating(request: ChatCompletionRequest) -> bool:
-    fmt = request.response_format
-    return fmt is not None and fmt.type == "json_object"
+    def finish(self, finish: str, chunks: ChunkStream, provider: str) -> list[ChatCompletionChunk]:
+        out = []
+        if self.buffering:
+            self.text = unfenced(self.text) if finish == "stop" else self.text
+            out.append(chunks.chunk(Delta(content=self.text)))
+        if finish == "stop" and not len(self.calls):
+            check_json_output(self.text, self.request.response_format, provider)
+        out.append(chunks.chunk(Delta(), finish_reason=finish))
+        return out
 
 
 def _has_tool_blocks(request: ChatCompletionRequest) -> bool:

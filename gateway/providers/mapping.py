@@ -356,9 +356,26 @@ def check_json_output(content: str | None, fmt: ResponseFormat | None, provider:
         ) from None
 
 
-# The forced tool that emulates JSON output where a provider has no JSON-object mode.
-JSON_TOOL = "json_response"
-JSON_TOOL_DESCRIPTION = "Respond with the JSON object that answers the user's request."
+# `json_object` where a provider has no JSON-object mode (Anthropic, Bedrock): an instruction,
+# and the answer checked. Not a forced tool: current Claude models refuse forced tool use
+# (Sonnet 5.5 always, others with adaptive thinking on), and native structured outputs cannot
+# express "any object" (every object must close its properties).
+JSON_INSTRUCTION = (
+    "Answer with a single JSON object and nothing else: no prose before or after it and no "
+    "Markdown code fences."
+)
+_FENCE = re.compile(r"^\s*```(?:json)?[ \t]*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def wants_json_object(request: ChatCompletionRequest) -> bool:
+    fmt = request.response_format
+    return fmt is not None and fmt.type == "json_object"
+
+
+def unfenced(text: str) -> str:
+    """An emulated JSON answer without the Markdown fence a model may still wrap it in."""
+    match = _FENCE.match(text)
+    return match.group(1).strip() if match else text.strip()
 
 
 # ------------------------------------------------------------------------------ streams

@@ -130,27 +130,47 @@ async def test_json_schema_is_native_structured_output(anthropic_upstream: Upstr
     assert "tools" not in body
 
 
-async def test_json_object_is_emulated_with_a_forced_tool(anthropic_upstream: Upstream) -> None:
-    anthropic_upstream.server.script(Reply(text='{"ok": true}'))
-    response = await anthropic_upstream.provider.complete(
-        anthropic_upstream.request("JSON please", response_format={"type": "json_object"}),
-        anthropic_upstream.model,
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_json_object_is_emulated_with_an_instruction_and_checked(
+    anthropic_upstream: Upstream, stream: bool
+) -> None:
+    # Current Claude models refuse forced tool use, so no tool is forced: the model is told,
+    # and a Markdown fence it still adds is taken off.
+    anthropic_upstream.server.script(Reply(text='```json\n{"ok": true}\n```', chunk_chars=4))
+    request = anthropic_upstream.request(
+        {"role": "system", "content": "Be brief."},
+        "JSON please",
+        response_format={"type": "json_object"},
+        tools=[TOOL],
     )
+    if stream:
+        chunks = await anthropic_upstream.collect(request)
+        contents = [
+            c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+        ]
+        assert contents == ['{"ok": true}']  # held back, then sent whole once checked
+    else:
+        response = await anthropic_upstream.provider.complete(request, anthropic_upstream.model)
+        assert response.choices[0].message.content == '{"ok": true}'
+        assert response.choices[0].finish_reason == "stop"
     body = anthropic_upstream.server.last.json()
-    assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
-    assert body["tools"][0]["name"] == "json_response"
-    assert response.choices[0].message.content == '{"ok": true}'
-    assert response.choices[0].message.tool_calls is None
-    assert response.choices[0].finish_reason == "stop"
+    assert "tool_choice" not in body
+    assert body["system"][0] == {"type": "text", "text": "Be brief."}
+    assert "single JSON object" in body["system"][1]["text"]
 
 
-async def test_json_object_with_tools_is_refused(anthropic_upstream: Upstream) -> None:
-    with pytest.raises(InvalidRequestError) as caught:
+async def test_emulated_json_that_is_not_an_object_is_an_upstream_error(
+    anthropic_upstream: Upstream,
+) -> None:
+    from gateway.errors import UpstreamError
+
+    anthropic_upstream.server.script(Reply(text="Sure! Here it is: {}"))
+    with pytest.raises(UpstreamError) as caught:
         await anthropic_upstream.provider.complete(
-            anthropic_upstream.request("Hi", tools=[TOOL], response_format={"type": "json_object"}),
+            anthropic_upstream.request("JSON", response_format={"type": "json_object"}),
             anthropic_upstream.model,
         )
-    assert caught.value.param == "response_format"
+    assert caught.value.code == "invalid_json_output"
 
 
 @pytest.mark.parametrize(

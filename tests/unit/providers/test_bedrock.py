@@ -142,14 +142,15 @@ async def test_json_schema_is_native_output_config(bedrock_upstream: Upstream) -
     assert output["structure"]["jsonSchema"]["name"] == "n"
 
 
-async def test_json_object_is_emulated_with_a_forced_tool(bedrock_upstream: Upstream) -> None:
-    bedrock_upstream.server.script(Reply(text='{"ok": 1}'))
+async def test_json_object_is_emulated_with_an_instruction(bedrock_upstream: Upstream) -> None:
+    bedrock_upstream.server.script(Reply(text='```\n{"ok": 1}\n```'))
     response = await bedrock_upstream.provider.complete(
         bedrock_upstream.request("JSON", response_format={"type": "json_object"}),
         bedrock_upstream.model,
     )
-    tool_config = bedrock_upstream.server.last.json()["toolConfig"]
-    assert tool_config["toolChoice"] == {"tool": {"name": "json_response"}}
+    body = bedrock_upstream.server.last.json()
+    assert "toolConfig" not in body
+    assert "single JSON object" in body["system"][-1]["text"]
     assert response.choices[0].message.content == '{"ok": 1}'
     assert response.choices[0].finish_reason == "stop"
 
