@@ -234,6 +234,7 @@ def usage(n: int, tenant: str) -> UsageRecord:
 
 async def test_usage_writer_writes_what_it_is_sent(writer: Any, store_url: str) -> None:
     store = Store(store_url)
+    store.migrate()  # the writer migrates on its first flush; this reader may come first
     records = [usage(n, "direct") for n in range(1200)]
     events = [
         AuditEvent(request_id=f"direct-{n}", action="chat", tenant="direct") for n in range(3)
@@ -252,6 +253,7 @@ async def test_usage_writer_writes_what_it_is_sent(writer: Any, store_url: str) 
 
 async def test_usage_sink_ships_in_batches_and_drains_on_stop(writer: Any, store_url) -> None:
     store = Store(store_url)
+    store.migrate()  # the writer migrates on its first flush; this reader may come first
     sink = UsageSink(writer)
     started = time.monotonic()
     for n in range(50):
