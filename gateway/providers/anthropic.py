@@ -23,7 +23,7 @@ from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
     Deadline,
-    ToolCallDeltas,
+    StreamedAnswer,
     api_key,
     check_capabilities,
     check_json_output,
@@ -289,7 +289,7 @@ class AnthropicProvider(Provider):
         self.check(request, model)
         deadline = Deadline(model.timeouts, self.name)
         chunks = ChunkStream(model.name)
-        state = _StreamState(request)
+        state = _StreamState(request, self.name)
         try:
             events = await deadline.first(
                 self._client.messages.create(**self._params(request, model), stream=True)
@@ -336,7 +336,7 @@ class AnthropicProvider(Provider):
             return []
         if kind == "message_stop":
             state.usage = _usage(state.input, state.output)
-            return state.finish(_finish(state.stop_reason), chunks, self.name)
+            return state.finish(_finish(state.stop_reason), chunks)
         return []
 
     # ----------------------------------------------------------------- errors
@@ -370,33 +370,16 @@ class AnthropicProvider(Provider):
         raise exc
 
 
-class _StreamState:
+class _StreamState(StreamedAnswer):
     """What an Anthropic stream has shown so far."""
 
-    def __init__(self, request: ChatCompletionRequest) -> None:
-        self.request = request
-        # Emulated JSON is held back and sent whole, once checked.
+    def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
+        super().__init__(request, provider)
         self.buffering = wants_json_object(request)
-        self.calls = ToolCallDeltas()
-        self.text = ""
         self.stop_reason: str | None = None
         self.input: Any = None
         self.output: Any = None
         self.usage: Usage | None = None
-
-    def content(self, text: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
-        self.text += text
-        return [] if self.buffering else [chunks.chunk(Delta(content=text))]
-
-    def finish(self, finish: str, chunks: ChunkStream, provider: str) -> list[ChatCompletionChunk]:
-        out = []
-        if self.buffering:
-            self.text = unfenced(self.text) if finish == "stop" else self.text
-            out.append(chunks.chunk(Delta(content=self.text)))
-        if finish == "stop" and not len(self.calls):
-            check_json_output(self.text, self.request.response_format, provider)
-        out.append(chunks.chunk(Delta(), finish_reason=finish))
-        return out
 
 
 def _finish(stop_reason: str | None) -> str:

@@ -33,10 +33,11 @@ from botocore.config import Config
 from gateway.config import ConfigError, ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
 from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.bedrock_embeddings import family_for, invoke
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
     Deadline,
-    ToolCallDeltas,
+    StreamedAnswer,
     check_capabilities,
     check_json_output,
     connection_error,
@@ -105,8 +106,6 @@ ERROR_STATUS = {
 }
 
 MAX_THREADS = 64
-TITAN_DIMENSIONS = (256, 512, 1024)
-COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
 
 
 class BedrockProvider(Provider):
@@ -356,7 +355,7 @@ class BedrockProvider(Provider):
         params = await self._params(request, model)
         client = self._client(model)
         chunks = ChunkStream(model.name)
-        state = _StreamState(request)
+        state = _StreamState(request, self.name)
         try:
             response = await self._off_loop(
                 deadline, functools.partial(client.converse_stream, **params), opens_stream=True
@@ -398,7 +397,7 @@ class BedrockProvider(Provider):
             return []
         if "messageStop" in event:
             state.finished = True
-            return state.finish(self._finish(event["messageStop"]["stopReason"]), chunks, self.name)
+            return state.finish(self._finish(event["messageStop"]["stopReason"]), chunks)
         if "metadata" in event:
             state.usage = _usage(event["metadata"]["usage"])
         return []
@@ -418,31 +417,21 @@ class BedrockProvider(Provider):
     async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
         if "embeddings" not in model.capabilities:
             return await super().embed(request, model)
-        upstream = model.upstream_id
-        texts = request.texts()
+        family = family_for(model.upstream_id)
+        if family is None:
+            raise InvalidRequestError(
+                f"model '{model.name}' ({model.upstream_id}) is not a Titan or Cohere embedding "
+                "model",
+                param="model",
+            )
+        bodies = family.bodies(request.texts(), request.dimensions)
         deadline = Deadline(model.timeouts, self.name)
-        client = self._client(model)
-        invoke = functools.partial(_invoke, client, upstream)
+        call = functools.partial(invoke, self._client(model), model.upstream_id)
         try:
-            if "titan-embed" in upstream:
-                bodies = [_titan_body(upstream, text, request.dimensions) for text in texts]
-                answers = await asyncio.gather(
-                    *(self._off_loop(deadline, functools.partial(invoke, b)) for b in bodies)
-                )
-                vectors = [answer["embedding"] for answer, _ in answers]
-                tokens = sum(answer.get("inputTextTokenCount", 0) for answer, _ in answers)
-            elif "cohere.embed" in upstream:
-                body = _cohere_body(upstream, texts, request.dimensions)
-                answer, headers = await self._off_loop(deadline, functools.partial(invoke, body))
-                vectors = answer["embeddings"]["float"]
-                tokens = int(headers.get("x-amzn-bedrock-input-token-count", 0))
-            else:
-                raise InvalidRequestError(
-                    f"model '{model.name}' ({upstream}) is not a Titan or Cohere embedding model",
-                    param="model",
-                )
-        except GatewayError:
-            raise
+            answers = await asyncio.gather(
+                *(self._off_loop(deadline, functools.partial(call, body)) for body in bodies)
+            )
+            vectors, tokens = family.read(list(answers))
         except (KeyError, TypeError) as exc:
             raise malformed_error(self.name, f"an embedding response without {exc}") from None
         except Exception as exc:
@@ -510,31 +499,14 @@ class BedrockProvider(Provider):
         raise exc
 
 
-class _StreamState:
+class _StreamState(StreamedAnswer):
     """What a ConverseStream has shown so far."""
 
-    def __init__(self, request: ChatCompletionRequest) -> None:
-        self.request = request
-        # Emulated JSON is held back and sent whole, once checked.
+    def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
+        super().__init__(request, provider)
         self.buffering = wants_json_object(request)
-        self.calls = ToolCallDeltas()
-        self.text = ""
         self.finished = False
         self.usage: Usage | None = None
-
-    def content(self, text: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
-        self.text += text
-        return [] if self.buffering else [chunks.chunk(Delta(content=text))]
-
-    def finish(self, finish: str, chunks: ChunkStream, provider: str) -> list[ChatCompletionChunk]:
-        out = []
-        if self.buffering:
-            self.text = unfenced(self.text) if finish == "stop" else self.text
-            out.append(chunks.chunk(Delta(content=self.text)))
-        if finish == "stop" and not len(self.calls):
-            check_json_output(self.text, self.request.response_format, provider)
-        out.append(chunks.chunk(Delta(), finish_reason=finish))
-        return out
 
 
 def _has_tool_blocks(request: ChatCompletionRequest) -> bool:
@@ -550,46 +522,3 @@ def _usage(usage: dict[str, Any]) -> Usage:
     written = usage.get("cacheWriteInputTokens") or 0
     prompt = usage.get("inputTokens", 0) + (cached or 0) + written
     return Usage.of(prompt, usage.get("outputTokens", 0), cached)
-
-
-def _invoke(
-    client: Any, model_id: str, body: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """One InvokeModel call, its body read: runs in the pool."""
-    response = client.invoke_model(
-        modelId=model_id,
-        body=json.dumps(body),
-        contentType="application/json",
-        accept="application/json",
-    )
-    answer = json.loads(response["body"].read())
-    return answer, response["ResponseMetadata"].get("HTTPHeaders", {})
-
-
-def _titan_body(model_id: str, text: str, dimensions: int | None) -> dict[str, Any]:
-    if "titan-embed-text-v1" in model_id:
-        if dimensions is not None:
-            raise refuse("dimensions", "bedrock", f"{model_id} has a fixed size")
-        return {"inputText": text}
-    if dimensions is not None and dimensions not in TITAN_DIMENSIONS:
-        raise refuse("dimensions", "bedrock", f"Titan v2 takes one of {TITAN_DIMENSIONS}")
-    body: dict[str, Any] = {"inputText": text, "normalize": True}
-    if dimensions is not None:
-        body["dimensions"] = dimensions
-    return body
-
-
-def _cohere_body(model_id: str, texts: list[str], dimensions: int | None) -> dict[str, Any]:
-    # OpenAI's API has no input type; documents are what a gateway embeds most.
-    body: dict[str, Any] = {
-        "texts": texts,
-        "input_type": "search_document",
-        "embedding_types": ["float"],
-    }
-    if dimensions is not None:
-        if "embed-v4" not in model_id or dimensions not in COHERE_V4_DIMENSIONS:
-            raise refuse(
-                "dimensions", "bedrock", f"only Cohere Embed v4 takes one of {COHERE_V4_DIMENSIONS}"
-            )
-        body["output_dimension"] = dimensions
-    return body

@@ -32,8 +32,11 @@ from gateway.errors import (
     UpstreamTimeoutError,
     from_status,
 )
+from gateway.providers.base import ChunkStream
 from gateway.wire import (
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    Delta,
     FunctionCallDelta,
     ImagePart,
     ResponseFormat,
@@ -431,3 +434,32 @@ def merge_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             merged.append({"role": turn["role"], "content": list(turn["content"])})
     return merged
+
+
+class StreamedAnswer:
+    """A streamed answer's text and tool calls so far, checked when it finishes.
+
+    Emulated JSON (`json_object` where the provider has no mode for it) is held back and sent
+    whole once it parses; everything else streams as it comes.
+    """
+
+    def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
+        self.request = request
+        self.provider = provider
+        self.buffering = False
+        self.calls = ToolCallDeltas()
+        self.text = ""
+
+    def content(self, text: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
+        self.text += text
+        return [] if self.buffering else [chunks.chunk(Delta(content=text))]
+
+    def finish(self, finish: str, chunks: ChunkStream) -> list[ChatCompletionChunk]:
+        out = []
+        if self.buffering:
+            self.text = unfenced(self.text) if finish == "stop" else self.text
+            out.append(chunks.chunk(Delta(content=self.text)))
+        if finish == "stop" and not len(self.calls):
+            check_json_output(self.text, self.request.response_format, self.provider)
+        out.append(chunks.chunk(Delta(), finish_reason=finish))
+        return out

@@ -24,7 +24,7 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
     Deadline,
-    ToolCallDeltas,
+    StreamedAnswer,
     check_capabilities,
     check_json_output,
     connection_error,
@@ -97,6 +97,7 @@ class OllamaProvider(Provider):
             host=self.host,
             timeout=httpx.Timeout(None, connect=5.0),
             limits=httpx.Limits(max_connections=config.max_connections),
+            event_hooks={"response": [_raise_with_headers]},
         )
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
@@ -211,7 +212,7 @@ class OllamaProvider(Provider):
         deadline = Deadline(model.timeouts, self.name)
         params = await self._params(request, model)
         chunks = ChunkStream(model.name)
-        state = _StreamState(request)
+        state = _StreamState(request, self.name)
         try:
             parts = await deadline.first(self._client.chat(**params, stream=True))
             async for part in deadline.events(parts):
@@ -232,8 +233,7 @@ class OllamaProvider(Provider):
             state.started = True
             out.append(chunks.chunk(Delta(role="assistant", content="")))
         if part.message.content:
-            state.text += part.message.content
-            out.append(chunks.chunk(Delta(content=part.message.content)))
+            out += state.content(part.message.content, chunks)
         for call in part.message.tool_calls or []:
             block = len(state.calls)
             head = state.calls.start(block, _call_id(), call.function.name)
@@ -246,10 +246,8 @@ class OllamaProvider(Provider):
                 if len(state.calls)
                 else FINISH_REASONS.get(part.done_reason or "stop", "stop")
             )
-            if finish == "stop":
-                check_json_output(state.text, state.request.response_format, self.name)
             state.usage = _usage(part)
-            out.append(chunks.chunk(Delta(), finish_reason=finish))
+            out += state.finish(finish, chunks)
         return out
 
     # ----------------------------------------------------------------- embeddings
@@ -299,6 +297,8 @@ class OllamaProvider(Provider):
         """The taxonomy error for anything the SDK or the transport raised."""
         if isinstance(exc, GatewayError):
             return exc
+        if isinstance(exc, _StatusError):
+            return upstream_error(self.name, exc.status, exc.message, headers=exc.headers)
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code < 400:
                 # An error line inside a 200 stream carries no status.
@@ -317,14 +317,32 @@ class OllamaProvider(Provider):
         raise exc
 
 
-class _StreamState:
+class _StatusError(Exception):
+    """An HTTP failure with its headers: ollama's ResponseError keeps only status and text."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+async def _raise_with_headers(response: httpx.Response) -> None:
+    # An httpx response hook runs before ollama's raise_for_status, so Retry-After survives.
+    if response.status_code < 400:
+        return
+    body = await response.aread()
+    try:
+        message = json.loads(body).get("error") or body.decode(errors="replace")
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace")
+    raise _StatusError(response.status_code, str(message), dict(response.headers))
+
+
+class _StreamState(StreamedAnswer):
     """What an Ollama stream has shown so far."""
 
-    def __init__(self, request: ChatCompletionRequest) -> None:
-        self.request = request
+    def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
+        super().__init__(request, provider)
         self.started = False
-        self.calls = ToolCallDeltas()
-        self.text = ""
         self.usage: Usage | None = None
 
 

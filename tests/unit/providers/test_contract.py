@@ -351,8 +351,6 @@ ABSENT = {
     "ollama": {"content_filter"},
     "bedrock": {"content_filter"},  # guardrails stop the answer, they do not fail it
 }
-# SDKs that drop response headers from their errors (no Retry-After to keep).
-NO_HEADERS = {"ollama"}
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
@@ -367,7 +365,7 @@ async def test_upstream_failures_map_to_the_taxonomy(upstream: Upstream, kind: s
     assert type(error) is cls, error
     assert error.status_code == status
     assert error.provider == upstream.provider.name
-    if kind == "rate_limit" and upstream.kind not in NO_HEADERS:
+    if kind == "rate_limit":
         assert error.retry_after == 7
     if kind in ("auth", "permission"):
         assert error.code == "upstream_auth_failed"
