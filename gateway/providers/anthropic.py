@@ -6,6 +6,8 @@ is native (`output_config.format`); `json_object` is emulated with an instructio
 and the answer checked (a forced tool is refused by current Claude models, and native output
 cannot express "any object"); a streamed emulated answer is sent whole once checked. API version
 2026-10-21 refuses `temperature` and `top_p`, so they are refused here too, naming them.
+Signed thinking reaches the client as `thinking_blocks` on the message (whole, in a stream) and
+goes back from there on a tool-use turn, which the API requires while thinking is on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
+    THINKING_FIELD,
     Deadline,
     StreamedAnswer,
     api_key,
@@ -34,6 +37,7 @@ from gateway.providers.mapping import (
     missing_key,
     parse_data_url,
     refuse,
+    thinking_blocks_of,
     timeout_error,
     tool_arguments,
     unfenced,
@@ -192,7 +196,7 @@ class AnthropicProvider(Provider):
             }
             return {"role": "user", "content": [result]}
         if isinstance(message, AssistantMessage):
-            blocks: list[dict[str, Any]] = []
+            blocks: list[dict[str, Any]] = thinking_blocks_of(message)
             if text_of(message.content):
                 blocks.append({"type": "text", "text": text_of(message.content)})
             for call in message.tool_calls or []:
@@ -254,10 +258,12 @@ class AnthropicProvider(Provider):
     def _completion(
         self, message: Any, request: ChatCompletionRequest, model: ModelConfig
     ) -> ChatCompletion:
-        text, calls = "", []
+        text, calls, thinking = "", [], []
         for block in message.content:
             if block.type == "text":
                 text += block.text
+            elif block.type in ("thinking", "redacted_thinking"):
+                thinking.append(block.model_dump(exclude_none=True))
             elif block.type == "tool_use":
                 arguments = json.dumps(block.input)
                 calls.append(
@@ -270,16 +276,12 @@ class AnthropicProvider(Provider):
             text = unfenced(text)
         if finish == "stop" and not calls:
             check_json_output(text, request.response_format, self.name)
+        reply = ResponseMessage(content=(text or None) if calls else text, tool_calls=calls or None)
+        if thinking:
+            setattr(reply, THINKING_FIELD, thinking)
         return ChatCompletion(
             model=model.name,
-            choices=[
-                Choice(
-                    message=ResponseMessage(
-                        content=(text or None) if calls else text, tool_calls=calls or None
-                    ),
-                    finish_reason=finish,
-                )
-            ],
+            choices=[Choice(message=reply, finish_reason=finish)],
             usage=_usage(message.usage),
         )
 
@@ -321,6 +323,8 @@ class AnthropicProvider(Provider):
                 return [chunks.chunk(Delta(tool_calls=[delta]))]
             if block.type == "text" and block.text:
                 return state.content(block.text, chunks)
+            if block.type in ("thinking", "redacted_thinking"):
+                state.thinking[event.index] = block.model_dump(exclude_none=True)
             return []
         if kind == "content_block_delta":
             delta = event.delta
@@ -329,7 +333,15 @@ class AnthropicProvider(Provider):
             if delta.type == "input_json_delta" and event.index in state.calls:
                 fragment = state.calls.arguments(event.index, delta.partial_json)
                 return [chunks.chunk(Delta(tool_calls=[fragment]))]
+            if delta.type == "thinking_delta" and event.index in state.thinking:
+                state.thinking[event.index]["thinking"] += delta.thinking
+            if delta.type == "signature_delta" and event.index in state.thinking:
+                state.thinking[event.index]["signature"] = delta.signature
             return []
+        if kind == "content_block_stop" and event.index in state.thinking:
+            # Sent whole once signed, for the client to send back with a tool-use turn.
+            delta = Delta.model_validate({THINKING_FIELD: [state.thinking.pop(event.index)]})
+            return [chunks.chunk(delta)]
         if kind == "message_delta":
             state.stop_reason = event.delta.stop_reason
             state.output = event.usage
@@ -376,6 +388,7 @@ class _StreamState(StreamedAnswer):
     def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
         super().__init__(request, provider)
         self.buffering = wants_json_object(request)
+        self.thinking: dict[int, dict[str, Any]] = {}
         self.stop_reason: str | None = None
         self.input: Any = None
         self.output: Any = None

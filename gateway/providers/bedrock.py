@@ -8,13 +8,15 @@ System and developer messages become `system` blocks; tool calls and results bec
 `toolResult` blocks (consecutive results in one user turn, as roles must alternate); images go
 as bytes (http URLs are fetched). `json_schema` output is native (`outputConfig.textFormat`);
 `json_object` is emulated with an instruction in `system` and the answer checked, as for
-Anthropic (a streamed emulated answer is sent whole once checked).
+Anthropic (a streamed emulated answer is sent whole once checked). Signed reasoning
+(`reasoningContent`) travels as `thinking_blocks`, as for Anthropic.
 Embeddings: Titan (one text per InvokeModel call, in parallel) and Cohere (one call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import threading
@@ -36,6 +38,7 @@ from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.bedrock_embeddings import family_for, invoke
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
+    THINKING_FIELD,
     Deadline,
     StreamedAnswer,
     check_capabilities,
@@ -47,6 +50,7 @@ from gateway.providers.mapping import (
     malformed_error,
     merge_turns,
     refuse,
+    thinking_blocks_of,
     timeout_error,
     tool_arguments,
     unfenced,
@@ -255,7 +259,9 @@ class BedrockProvider(Provider):
             }
             return {"role": "user", "content": [{"toolResult": result}]}
         if isinstance(message, AssistantMessage):
-            blocks: list[dict[str, Any]] = []
+            blocks: list[dict[str, Any]] = [
+                _reasoning_block(b) for b in thinking_blocks_of(message)
+            ]
             if text_of(message.content).strip():
                 blocks.append({"text": text_of(message.content)})
             for call in message.tool_calls or []:
@@ -327,10 +333,12 @@ class BedrockProvider(Provider):
             usage = _usage(response["usage"])
         except (KeyError, TypeError):
             raise malformed_error(self.name, "a Converse response without output") from None
-        text, calls = "", []
+        text, calls, thinking = "", [], []
         for block in blocks:
             if "text" in block:
                 text += block["text"]
+            elif "reasoningContent" in block:
+                thinking.append(_thinking_block(block["reasoningContent"]))
             elif "toolUse" in block:
                 use = block["toolUse"]
                 call = FunctionCall(name=use["name"], arguments=json.dumps(use["input"]))
@@ -343,6 +351,8 @@ class BedrockProvider(Provider):
         message = ResponseMessage(
             content=(text or None) if calls else text, tool_calls=calls or None
         )
+        if thinking:
+            setattr(message, THINKING_FIELD, thinking)
         return ChatCompletion(
             model=model.name, choices=[Choice(message=message, finish_reason=finish)], usage=usage
         )
@@ -391,10 +401,26 @@ class BedrockProvider(Provider):
             delta, index = block["delta"], block["contentBlockIndex"]
             if "text" in delta:
                 return state.content(delta["text"], chunks)
+            if "reasoningContent" in delta:
+                reasoning = state.thinking.setdefault(index, {})
+                for key, value in delta["reasoningContent"].items():
+                    reasoning[key] = reasoning.get(key, "") + value if key == "text" else value
+                return []
             fragment = delta.get("toolUse", {}).get("input")
             if fragment is not None and index in state.calls:
                 return [chunks.chunk(Delta(tool_calls=[state.calls.arguments(index, fragment)]))]
             return []
+        if "contentBlockStop" in event:
+            reasoning = state.thinking.pop(event["contentBlockStop"]["contentBlockIndex"], None)
+            if reasoning is None:
+                return []
+            # Sent whole once signed, for the client to send back with a tool-use turn.
+            block = _thinking_block(
+                {"redactedContent": reasoning["redactedContent"]}
+                if "redactedContent" in reasoning
+                else {"reasoningText": reasoning}
+            )
+            return [chunks.chunk(Delta.model_validate({THINKING_FIELD: [block]}))]
         if "messageStop" in event:
             state.finished = True
             return state.finish(self._finish(event["messageStop"]["stopReason"]), chunks)
@@ -505,6 +531,7 @@ class _StreamState(StreamedAnswer):
     def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
         super().__init__(request, provider)
         self.buffering = wants_json_object(request)
+        self.thinking: dict[int, dict[str, Any]] = {}
         self.finished = False
         self.usage: Usage | None = None
 
@@ -514,6 +541,27 @@ def _has_tool_blocks(request: ChatCompletionRequest) -> bool:
         isinstance(m, ToolMessage) or (isinstance(m, AssistantMessage) and m.tool_calls)
         for m in request.messages
     )
+
+
+def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:
+    """Bedrock's reasoningContent in the Anthropic shape `thinking_blocks` carry."""
+    if "redactedContent" in reasoning:
+        data = base64.b64encode(reasoning["redactedContent"]).decode()
+        return {"type": "redacted_thinking", "data": data}
+    text = reasoning.get("reasoningText", {})
+    return {
+        "type": "thinking",
+        "thinking": text.get("text", ""),
+        "signature": text.get("signature"),
+    }
+
+
+def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A `thinking_blocks` entry as Bedrock's reasoningContent, to send a turn back."""
+    if block["type"] == "redacted_thinking":
+        return {"reasoningContent": {"redactedContent": base64.b64decode(block["data"])}}
+    text = {"text": block.get("thinking", ""), "signature": block.get("signature")}
+    return {"reasoningContent": {"reasoningText": {k: v for k, v in text.items() if v is not None}}}
 
 
 def _usage(usage: dict[str, Any]) -> Usage:

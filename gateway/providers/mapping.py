@@ -381,6 +381,23 @@ def unfenced(text: str) -> str:
     return match.group(1).strip() if match else text.strip()
 
 
+# ------------------------------------------------------------------------------ reasoning
+
+# A model's signed reasoning rides on assistant messages as `thinking_blocks` (LiteLLM's name):
+# Anthropic and Bedrock refuse a tool-use turn replayed without it while thinking is on.
+THINKING_FIELD = "thinking_blocks"
+
+
+def thinking_blocks_of(message: Any) -> list[dict[str, Any]]:
+    """The reasoning blocks a client sent back on an assistant turn, in Anthropic's shape."""
+    blocks = (getattr(message, "model_extra", None) or {}).get(THINKING_FIELD) or []
+    return [
+        b
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")
+    ]
+
+
 # ------------------------------------------------------------------------------ streams
 
 

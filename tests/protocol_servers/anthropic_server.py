@@ -26,6 +26,7 @@ from tests.protocol_servers.base import (
     Reply,
     ToolUse,
     endpoint,
+    signature_of,
     sse,
     stop_applied,
     streaming,
@@ -53,6 +54,18 @@ ERRORS: dict[str, tuple[int, str]] = {
 }
 
 VERSIONS = {"2023-06-01", "2026-10-21"}
+BLOCK_TYPES = {
+    "text",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+}
+
+# Models with thinking on: a tool-use turn sent back must start with its signed thinking.
+THINKING_MODELS = {"claude-thinking-test"}
 
 
 class AnthropicServer(ProtocolServer):
@@ -90,6 +103,8 @@ class AnthropicServer(ProtocolServer):
                 if sampling in body:
                     raise ProtocolError(400, f"{sampling}: Extra inputs are not permitted")
         self.check_messages(body["messages"])
+        if body["model"] in THINKING_MODELS:
+            self.check_thinking(body["messages"])
         return body
 
     @staticmethod
@@ -119,16 +134,33 @@ class AnthropicServer(ProtocolServer):
                 )
             pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
             for block in blocks:
-                if block.get("type") not in (
-                    "text",
-                    "image",
-                    "tool_use",
-                    "tool_result",
-                    "document",
-                ):
+                if block.get("type") not in BLOCK_TYPES:
                     raise ProtocolError(400, f"messages.{i}.content: unknown block type")
         if pending:
             raise ProtocolError(400, "the last message has `tool_use` blocks without results")
+
+    @staticmethod
+    def check_thinking(messages: list[dict[str, Any]]) -> None:
+        turns = [m for m in messages if m["role"] == "assistant" and isinstance(m["content"], list)]
+        with_tools = [m for m in turns if any(b.get("type") == "tool_use" for b in m["content"])]
+        if not with_tools:
+            return
+        first = with_tools[-1]["content"][0]
+        index = messages.index(with_tools[-1])
+        if first.get("type") not in ("thinking", "redacted_thinking"):
+            raise ProtocolError(
+                400,
+                f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                f"but found `{first.get('type')}`. When `thinking` is enabled, a final "
+                "`assistant` message must start with a thinking block (preceeding the lastmost "
+                "set of `tool_use` and `tool_result` blocks).",
+            )
+        if first["type"] == "thinking" and first.get("signature") != signature_of(
+            first.get("thinking", "")
+        ):
+            raise ProtocolError(
+                400, f"messages.{index}.content.0: Invalid `signature` in `thinking` block"
+            )
 
     # ----------------------------------------------------------------- errors
 
@@ -179,6 +211,14 @@ class AnthropicServer(ProtocolServer):
         if reply.malformed:
             return Response(MALFORMED_JSON, media_type="application/json")
         content: list[dict[str, Any]] = []
+        if reply.thinking is not None:
+            content.append(
+                {
+                    "type": "thinking",
+                    "thinking": reply.thinking,
+                    "signature": signature_of(reply.thinking),
+                }
+            )
         if text:
             content.append({"type": "text", "text": text})
         for call in calls:
@@ -236,6 +276,31 @@ class AnthropicServer(ProtocolServer):
         if reply.malformed:
             events.append(b"event: content_block_delta\ndata: {not json\n\n")
         index = 0
+        if reply.thinking is not None:
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            signature = {"type": "signature_delta", "signature": signature_of(reply.thinking)}
+            events.append(
+                sse(
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                    "content_block_start",
+                )
+            )
+            for piece in reply.pieces(reply.thinking):
+                delta = {"type": "thinking_delta", "thinking": piece}
+                events.append(
+                    sse(
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                        "content_block_delta",
+                    )
+                )
+            events.append(
+                sse(
+                    {"type": "content_block_delta", "index": index, "delta": signature},
+                    "content_block_delta",
+                )
+            )
+            events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+            index += 1
         if text:
             events.append(
                 sse(

@@ -59,6 +59,8 @@ class Reply:
 
     text: str = "Hello from the protocol server."
     tool_calls: list[ToolUse] = field(default_factory=list)
+    # Reasoning the model shows first (Anthropic thinking, Bedrock reasoningContent), signed.
+    thinking: str | None = None
     # Neutral: stop, length, tool_calls, stop_sequence, content_filter. None: derived.
     finish: str | None = None
     # The provider's own stop reason, sent verbatim (e.g. Bedrock "guardrail_intervened").
@@ -109,6 +111,11 @@ def stop_applied(reply: Reply, stops: list[str]) -> tuple[str, str | None]:
         return reply.text, None
     index, stop = min(hits)
     return reply.text[:index], stop
+
+
+def signature_of(thinking: str) -> str:
+    """The signature a server puts on its thinking, and checks when it comes back unmodified."""
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
 
 
 def vector_for(text: str, dims: int) -> list[float]:

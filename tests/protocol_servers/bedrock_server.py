@@ -34,6 +34,7 @@ from tests.protocol_servers.base import (
     Reply,
     ToolUse,
     endpoint,
+    signature_of,
     stop_applied,
     streaming,
     vector_for,
@@ -88,6 +89,9 @@ ERRORS: dict[str, tuple[int, str, str]] = {
         "Model has timed out in processing the request.",
     ),
 }
+
+# Models with reasoning on: a tool-use turn sent back must start with its signed reasoning.
+THINKING_MODELS = {"anthropic.claude-thinking-test-v1:0"}
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
@@ -201,6 +205,20 @@ class BedrockServer(ProtocolServer):
                     "of toolUse blocks of previous turn.",
                 )
             pending = {b["toolUse"]["toolUseId"] for b in blocks if "toolUse" in b}
+        tool_turns = [
+            (i, m)
+            for i, m in enumerate(messages)
+            if m.get("role") == "assistant" and any("toolUse" in b for b in m["content"])
+        ]
+        if body.get("modelId") in THINKING_MODELS and tool_turns:
+            i, turn = tool_turns[-1]
+            reasoning = turn["content"][0].get("reasoningContent", {}).get("reasoningText")
+            if reasoning is None or reasoning.get("signature") != signature_of(reasoning["text"]):
+                raise ProtocolError(
+                    400,
+                    f"messages.{i}.content.0: when reasoning is enabled, an assistant message "
+                    "with toolUse must start with its unmodified reasoningContent block.",
+                )
         if uses_tools and not body.get("toolConfig"):
             raise ProtocolError(
                 400,
@@ -231,8 +249,8 @@ class BedrockServer(ProtocolServer):
 
     async def prepare(self, request: Request, received: Received) -> tuple[dict[str, Any], Reply]:
         body = self.body(received)
-        self.check_conversation(body)
         body["modelId"] = request.path_params["model_id"]
+        self.check_conversation(body)
         reply = self.next_reply()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
@@ -271,7 +289,11 @@ class BedrockServer(ProtocolServer):
         if reply.malformed:
             return Response(MALFORMED_JSON, media_type="application/json")
         text, calls, stop_reason = self.outcome(body, reply)
-        content: list[dict[str, Any]] = [{"text": text}] if text else []
+        content: list[dict[str, Any]] = []
+        if reply.thinking is not None:
+            reasoning = {"text": reply.thinking, "signature": signature_of(reply.thinking)}
+            content.append({"reasoningContent": {"reasoningText": reasoning}})
+        content += [{"text": text}] if text else []
         content += [
             {"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.arguments}} for c in calls
         ]
@@ -295,6 +317,22 @@ class BedrockServer(ProtocolServer):
         if reply.malformed:
             events.append(b"\x00\x00\x00\x20garbage-that-is-not-a-valid-prelude")
         index = 0
+        if reply.thinking is not None:
+            for piece in reply.pieces(reply.thinking):
+                delta = {"reasoningContent": {"text": piece}}
+                events.append(
+                    eventstream.event(
+                        "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+                    )
+                )
+            signed = {"reasoningContent": {"signature": signature_of(reply.thinking)}}
+            events.append(
+                eventstream.event(
+                    "contentBlockDelta", {"contentBlockIndex": index, "delta": signed}
+                )
+            )
+            events.append(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         if text:
             for piece in reply.pieces(text):
                 events.append(

@@ -188,3 +188,31 @@ anthropic_upstream = upstream_of("anthropic")
 ollama_upstream = upstream_of("ollama")
 azure_upstream = upstream_of("azure_openai")
 bedrock_upstream = upstream_of("bedrock")
+
+
+def assistant_turn(chunks: list[ChatCompletionChunk]) -> dict[str, Any]:
+    """The assistant message a client rebuilds from a stream, as it sends it back."""
+    calls: dict[int, dict[str, Any]] = {}
+    thinking: list[dict[str, Any]] = []
+    content = ""
+    for chunk in chunks:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        thinking += (delta.model_extra or {}).get("thinking_blocks", [])
+        for part in delta.tool_calls or []:
+            call = calls.setdefault(
+                part.index,
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["id"] = part.id or call["id"]
+            if part.function is not None:
+                call["function"]["name"] += part.function.name or ""
+                call["function"]["arguments"] += part.function.arguments or ""
+    turn: dict[str, Any] = {"role": "assistant", "content": content or None}
+    if calls:
+        turn["tool_calls"] = [calls[i] for i in sorted(calls)]
+    if thinking:
+        turn["thinking_blocks"] = thinking
+    return turn

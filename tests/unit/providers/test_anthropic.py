@@ -8,7 +8,7 @@ import pytest
 
 from gateway.errors import InvalidRequestError
 from tests.protocol_servers import Reply, ToolUse
-from tests.unit.providers.conftest import PNG, Upstream
+from tests.unit.providers.conftest import PNG, Upstream, assistant_turn
 
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 
@@ -262,3 +262,52 @@ async def test_overloaded_529_is_a_retryable_503(anthropic_upstream: Upstream) -
             anthropic_upstream.request("Hi"), anthropic_upstream.model
         )
     assert caught.value.retryable
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_signed_thinking_goes_back_with_the_tool_use_turn(
+    anthropic_upstream: Upstream, stream: bool
+) -> None:
+    # With thinking on, the API refuses a tool-use turn replayed without its signed thinking:
+    # it reaches the client as `thinking_blocks` and is sent back from there.
+    model = anthropic_upstream.with_model(upstream="claude-thinking-test")
+    anthropic_upstream.server.script(
+        Reply(thinking="I should look it up.", text="", tool_calls=[ToolUse("lookup", {"q": 1})]),
+        Reply(text="Found it."),
+    )
+    request = anthropic_upstream.request("Look up 1", tools=[TOOL])
+    if stream:
+        assistant = assistant_turn(await anthropic_upstream.collect(request, model))
+    else:
+        first = await anthropic_upstream.provider.complete(request, model)
+        assistant = first.choices[0].message.model_dump(exclude_none=True)
+    assert assistant["thinking_blocks"][0]["thinking"] == "I should look it up."
+    call_id = assistant["tool_calls"][0]["id"]
+    follow_up = anthropic_upstream.request(
+        "Look up 1",
+        assistant,
+        {"role": "tool", "tool_call_id": call_id, "content": "1 is one"},
+        tools=[TOOL],
+    )
+    second = await anthropic_upstream.provider.complete(follow_up, model)
+    assert second.choices[0].message.content == "Found it."
+    assert (
+        anthropic_upstream.server.last.json()["messages"][1]["content"][0]["thinking"]
+        == "I should look it up."
+    )
+
+
+async def test_a_tool_use_turn_without_its_thinking_is_refused_upstream(
+    anthropic_upstream: Upstream,
+) -> None:
+    model = anthropic_upstream.with_model(upstream="claude-thinking-test")
+    calls = [{"id": "t1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
+    request = anthropic_upstream.request(
+        "Look up",
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "t1", "content": "found"},
+        tools=[TOOL],
+    )
+    with pytest.raises(InvalidRequestError) as caught:
+        await anthropic_upstream.provider.complete(request, model)
+    assert "thinking" in caught.value.message or "reasoning" in caught.value.message

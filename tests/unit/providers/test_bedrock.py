@@ -15,7 +15,7 @@ from gateway.errors import InvalidRequestError, RateLimitError, UpstreamError
 from gateway.providers.bedrock import BedrockProvider
 from gateway.wire import EmbeddingRequest
 from tests.protocol_servers import Failure, Reply, ToolUse
-from tests.unit.providers.conftest import PNG, Upstream
+from tests.unit.providers.conftest import PNG, Upstream, assistant_turn
 
 TOOL = {
     "type": "function",
@@ -316,3 +316,54 @@ async def test_dimensions_a_model_cannot_produce_are_a_400(
         )
     assert caught.value.param == "dimensions"
     assert bedrock_upstream.server.received == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_signed_thinking_goes_back_with_the_tool_use_turn(
+    bedrock_upstream: Upstream, stream: bool
+) -> None:
+    # With thinking on, the API refuses a tool-use turn replayed without its signed thinking:
+    # it reaches the client as `thinking_blocks` and is sent back from there.
+    model = bedrock_upstream.with_model(upstream="anthropic.claude-thinking-test-v1:0")
+    bedrock_upstream.server.script(
+        Reply(thinking="I should look it up.", text="", tool_calls=[ToolUse("lookup", {"q": 1})]),
+        Reply(text="Found it."),
+    )
+    request = bedrock_upstream.request("Look up 1", tools=[TOOL])
+    if stream:
+        assistant = assistant_turn(await bedrock_upstream.collect(request, model))
+    else:
+        first = await bedrock_upstream.provider.complete(request, model)
+        assistant = first.choices[0].message.model_dump(exclude_none=True)
+    assert assistant["thinking_blocks"][0]["thinking"] == "I should look it up."
+    call_id = assistant["tool_calls"][0]["id"]
+    follow_up = bedrock_upstream.request(
+        "Look up 1",
+        assistant,
+        {"role": "tool", "tool_call_id": call_id, "content": "1 is one"},
+        tools=[TOOL],
+    )
+    second = await bedrock_upstream.provider.complete(follow_up, model)
+    assert second.choices[0].message.content == "Found it."
+    assert (
+        bedrock_upstream.server.last.json()["messages"][1]["content"][0]["reasoningContent"][
+            "reasoningText"
+        ]["text"]
+        == "I should look it up."
+    )
+
+
+async def test_a_tool_use_turn_without_its_thinking_is_refused_upstream(
+    bedrock_upstream: Upstream,
+) -> None:
+    model = bedrock_upstream.with_model(upstream="anthropic.claude-thinking-test-v1:0")
+    calls = [{"id": "t1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
+    request = bedrock_upstream.request(
+        "Look up",
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "t1", "content": "found"},
+        tools=[TOOL],
+    )
+    with pytest.raises(InvalidRequestError) as caught:
+        await bedrock_upstream.provider.complete(request, model)
+    assert "thinking" in caught.value.message or "reasoning" in caught.value.message
