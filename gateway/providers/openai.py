@@ -110,7 +110,9 @@ class OpenAIProvider(Provider):
         except ValueError as exc:
             raise malformed_error(self.name, str(exc)) from None
         for choice in completion.choices:
-            if choice.finish_reason == "stop" and not choice.message.tool_calls:
+            # A refusal (structured outputs) carries no content to check.
+            message = choice.message
+            if choice.finish_reason == "stop" and not message.tool_calls and not message.refusal:
                 check_json_output(choice.message.content, request.response_format, self.name)
         return completion
 
@@ -153,6 +155,8 @@ class OpenAIProvider(Provider):
             choice.delta.role = None
             if choice.delta.content:
                 state.text[choice.index] = state.text.get(choice.index, "") + choice.delta.content
+            if choice.delta.refusal:
+                state.refused.add(choice.index)
             if choice.finish_reason is not None:
                 state.finish(choice, self.name)
             delta = choice.delta
@@ -249,11 +253,12 @@ class _StreamState:
         self.started = False
         self.finished = False
         self.text: dict[int, str] = {}
+        self.refused: set[int] = set()
         self.usage: Usage | None = None
 
     def finish(self, choice: ChunkChoice, provider: str) -> None:
         self.finished = True
-        if choice.finish_reason == "stop":
+        if choice.finish_reason == "stop" and choice.index not in self.refused:
             text = self.text.get(choice.index)
             if text is not None or self.request.response_format is not None:
                 check_json_output(text, self.request.response_format, provider)

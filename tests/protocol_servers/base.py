@@ -61,6 +61,8 @@ class Reply:
     tool_calls: list[ToolUse] = field(default_factory=list)
     # Reasoning the model shows first (Anthropic thinking, Bedrock reasoningContent), signed.
     thinking: str | None = None
+    # OpenAI: the model declines (structured outputs), with this text instead of content.
+    refusal: str | None = None
     # Neutral: stop, length, tool_calls, stop_sequence, content_filter. None: derived.
     finish: str | None = None
     # The provider's own stop reason, sent verbatim (e.g. Bedrock "guardrail_intervened").

@@ -162,8 +162,8 @@ class OpenAIServer(ProtocolServer):
         ]
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": text if text or not calls else None,
-            "refusal": None,
+            "content": None if reply.refusal else text if text or not calls else None,
+            "refusal": reply.refusal,
             "annotations": [],
         }
         if calls:
@@ -218,8 +218,10 @@ class OpenAIServer(ProtocolServer):
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
         if reply.malformed:
             events.append(b"data: {not json\n\n")
-        for piece in reply.pieces(text):
-            events.append(chunk({"content": piece}))
+        if reply.refusal:
+            events += [chunk({"refusal": piece}) for piece in reply.pieces(reply.refusal)]
+        else:
+            events += [chunk({"content": piece}) for piece in reply.pieces(text)]
         if reply.failure is not None:
             events.append(sse(self.error_body(reply.failure, 500)))
             return streaming(events, reply, "text/event-stream")

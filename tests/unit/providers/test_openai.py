@@ -98,3 +98,23 @@ async def test_embeddings_pass_token_ids_and_user(openai_upstream: Upstream) -> 
     body = openai_upstream.server.last.json()
     assert body["input"] == [[1, 2, 3]] and body["user"] == "u-1"
     assert body["model"] == "text-embedding-test" and body["encoding_format"] == "float"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_a_refusal_under_structured_outputs_is_passed_on_not_checked(
+    openai_upstream: Upstream, stream: bool
+) -> None:
+    openai_upstream.server.script(Reply(refusal="I can't help with that."))
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    request = openai_upstream.request(
+        "Hi",
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+    )
+    if stream:
+        chunks = await openai_upstream.collect(request)
+        refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    else:
+        response = await openai_upstream.provider.complete(request, openai_upstream.model)
+        assert response.choices[0].message.content is None
+        refusal = response.choices[0].message.refusal
+    assert refusal == "I can't help with that."
