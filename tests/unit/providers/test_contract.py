@@ -491,3 +491,34 @@ async def test_an_adapter_never_retries(upstream: Upstream, kind: str) -> None:
     with pytest.raises(GatewayError):
         await upstream.provider.complete(upstream.request("Hi"), upstream.model)
     assert len(upstream.server.received) == 1
+
+
+# ------------------------------------------------------------------------------ OpenAI's schema
+
+
+async def test_responses_and_chunks_match_openais_published_schema(upstream: Upstream) -> None:
+    import orjson
+
+    from gateway.wire import dump
+    from tests.openapi import validate
+
+    calls = [ToolUse("get_weather", {"city": "Paris"})]
+    upstream.server.script(
+        Reply(text="Hi.", cached_tokens=2),
+        Reply(text="", tool_calls=calls),
+        Reply(text="Hi there.", cached_tokens=2),
+        Reply(text="", tool_calls=calls),
+    )
+    for _ in range(2):
+        response = await upstream.provider.complete(
+            upstream.request("Hi", tools=[WEATHER_TOOL]), upstream.model
+        )
+        validate(orjson.loads(dump(response)), "CreateChatCompletionResponse")
+    for _ in range(2):
+        for chunk in await upstream.collect(upstream.request("Hi", tools=[WEATHER_TOOL])):
+            validate(orjson.loads(dump(chunk)), "CreateChatCompletionStreamResponse")
+    if upstream.embed_model is not None:
+        embedded = await upstream.provider.embed(
+            EmbeddingRequest(model="e", input=["a"], dimensions=256), upstream.embed_model
+        )
+        validate(orjson.loads(dump(embedded)), "CreateEmbeddingResponse")
