@@ -34,9 +34,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     key = admin_key(config.auth.admin_key_env)
     if key.generated:
         logger.warning("generated an admin key, saved in %s (mode 0600)", key.path)
+    inline = set(config.server.inline_providers)
     pools = {
         kind: ProviderPool.options(name=POOL_NAMES[kind]).bind(kind)
-        for kind in sorted({p.type for p in config.providers})
+        for kind in sorted({p.type for p in config.providers} - inline)
     }
     router = None
     if config.routing.placement == "router":

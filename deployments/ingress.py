@@ -14,7 +14,7 @@ from typing import Any
 from ray import serve
 
 from deployments.admin import ActorAdmin
-from deployments.pool import PoolUpstream
+from deployments.pool import replica_upstream
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
 from deployments.router import RouterInvoker
@@ -51,7 +51,8 @@ class Ingress:
         recorder = ReplicaRecorder(self.feed, self.sink)
         if router is None:
             circuits = CircuitBoard(config.routing.circuit)
-            invoker: Any = Invoker(PoolUpstream(pools), config.routing, circuits)
+            upstream = replica_upstream(pools, config.server.inline_providers)
+            invoker: Any = Invoker(upstream, config.routing, circuits)
         else:
             invoker = RouterInvoker(router, config.routing)
         services = Services(

@@ -14,7 +14,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, ServiceUnavailableError
-from gateway.pipeline.upstream import LocalUpstream
+from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream
 from gateway.providers.framing import Completed, StreamItem
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest
 
@@ -65,6 +65,15 @@ def unwrap(error: BaseException) -> BaseException:
     if isinstance(error, RayActorError):
         return ServiceUnavailableError(f"provider pool unavailable: {error}")
     return error
+
+
+def replica_upstream(pools: dict[str, Any], inline: list[str]) -> Upstream:
+    """What a replica calls providers through: its own adapters for the inline types, the
+    pools' handles for the rest."""
+    if not inline:
+        return PoolUpstream(pools)
+    local = LocalUpstream()
+    return ByProviderType(PoolUpstream(pools), {kind: local for kind in inline})
 
 
 class PoolUpstream:

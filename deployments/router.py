@@ -16,7 +16,7 @@ from typing import Any
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 
-from deployments.pool import PoolUpstream, relay, unwrap
+from deployments.pool import relay, replica_upstream, unwrap
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
 from gateway.providers.framing import Completed, StreamHead, StreamItem
@@ -37,7 +37,8 @@ class Router:
 
     def __init__(self, config: GatewayConfig, pools: dict[str, Any]) -> None:
         circuits = CircuitBoard(config.routing.circuit)
-        self.invoker = Invoker(PoolUpstream(pools), config.routing, circuits)
+        upstream = replica_upstream(pools, config.server.inline_providers)
+        self.invoker = Invoker(upstream, config.routing, circuits)
 
     async def complete(
         self,

@@ -183,6 +183,13 @@ class PipelineConfig(_Section):
 class ServerConfig(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(default=2048, ge=1)
+    inline_providers: list[ProviderType] = Field(
+        default_factory=list,
+        description=(
+            "provider types called from inside the ingress (no pool, no handle hop): lower "
+            "latency, but they scale with the ingress instead of on their own"
+        ),
+    )
 
 
 class AuthConfig(_Section):

@@ -17,6 +17,30 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # The tests serve through the production HTTP path (HAProxy), as `llmgw up` does by default.
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+# An app torn down between modules need not wait out production's 30 s ingress drain.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# HAProxy's files and side ports default to places every Serve cluster on the machine shares
+# (/tmp/haproxy-serve, :9101, :8404): this session's get their own, so the tests run beside a
+# developer's gateway. Socket paths must stay under ~100 characters, hence a short /tmp dir.
+_HAPROXY = Path(tempfile.mkdtemp(prefix="llmgw-hp-", dir="/tmp"))
+for _name, _value in {
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": _HAPROXY / "haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": _HAPROXY / "admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": _HAPROXY,
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": _HAPROXY / "server-state",
+    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": _HAPROXY / "metrics.sock",
+    "RAY_SERVE_HAPROXY_METRICS_PORT": _free_port(),
+    "RAY_SERVE_HAPROXY_STATS_PORT": _free_port(),
+}.items():
+    os.environ.setdefault(_name, str(_value))
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +48,10 @@ def llmgw_home() -> Path:
     return _HOME
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def serve_port() -> int:
     """The one HTTP port Serve listens on for the whole session (Serve keeps its first)."""
-    return free_port()
+    return _free_port()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,10 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -27,20 +29,43 @@ err = Console(stderr=True)
 
 # Ray's default GCS port is Redis's 6379; a local cluster of ours stays clear of it.
 RAY_PORT = 6388
-PRODUCTION_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+PRODUCTION_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # A replica leaving drains for this long so HAProxy stops sending it requests; Serve's
+    # 30 s suits a cluster behind a load balancer, a local gateway stops sooner.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+}
+
+
+def _cluster_address() -> str | None:
+    """RAY_ADDRESS, else the local cluster Ray last started here if its GCS answers.
+
+    Ray's own "auto" trusts a file that outlives a crashed cluster and then waits a minute
+    on a dead address; a one-second connect tells the two apart.
+    """
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        address = current.read_text().strip()
+        host, _, port = address.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return address
+    except (OSError, ValueError):
+        return None
 
 
 def _connect() -> dict[str, str] | None:
-    """Join the running Ray cluster (RAY_ADDRESS, else the local one): its session directory
-    and GCS address, or None if no cluster runs."""
+    """Join the running Ray cluster: its session directory and GCS address, or None if no
+    cluster runs."""
     import ray
 
+    address = _cluster_address()
+    if address is None:
+        return None
     try:
-        context = ray.init(
-            address=os.environ.get("RAY_ADDRESS") or "auto",
-            namespace="llmgw",
-            log_to_driver=False,
-        )
+        context = ray.init(address=address, namespace="llmgw", log_to_driver=False)
     except ConnectionError:
         return None
     info = context.address_info
@@ -85,7 +110,7 @@ def _start_ray(mode: str, num_cpus: int | None) -> None:
     ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", LLMGW_HOME=str(state_dir()))
     if mode == "production":
-        env.update(PRODUCTION_ENV)
+        env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
     command = [
         ray,
         "start",

@@ -71,3 +71,30 @@ class LocalUpstream:
         for _, adapter in self._adapters.values():
             await adapter.aclose()
         self._adapters.clear()
+
+
+class ByProviderType:
+    """Each provider type to its own `Upstream`: in-process adapters for some, pools for the
+    rest (`server.inline_providers`)."""
+
+    def __init__(self, default: Upstream, overrides: dict[str, Upstream]) -> None:
+        self._default = default
+        self._overrides = overrides
+
+    def _for(self, provider: ProviderConfig) -> Upstream:
+        return self._overrides.get(provider.type, self._default)
+
+    async def complete(
+        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
+    ) -> Completed:
+        return await self._for(provider).complete(provider, request, model)
+
+    def stream(
+        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
+    ) -> AsyncIterator[StreamItem]:
+        return self._for(provider).stream(provider, request, model)
+
+    async def embed(
+        self, provider: ProviderConfig, request: EmbeddingRequest, model: ModelConfig
+    ) -> Completed:
+        return await self._for(provider).embed(provider, request, model)

@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -124,8 +125,10 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         ctx = _context(request, endpoint, body)
         await pipeline.run(ctx)
         if ctx.error is not None:
-            await pipeline.finish(ctx)
-            return error_response(ctx.error, ctx.request_id)
+            response = error_response(ctx.error, ctx.request_id)
+            # Metering and audit run once the response is sent, off the client's clock.
+            response.background = BackgroundTask(pipeline.finish, ctx)
+            return response
         if ctx.stream is not None:
             headers = _served_headers(ctx)
             headers["cache-control"] = "no-cache"
@@ -134,7 +137,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
             )
         assert ctx.completed is not None
         response = Response(ctx.completed.body, media_type=JSON, headers=_served_headers(ctx))
-        await pipeline.finish(ctx)
+        response.background = BackgroundTask(pipeline.finish, ctx)
         return response
 
     @api.post("/v1/chat/completions")

@@ -73,6 +73,8 @@ async def sse_body(
             with contextlib.suppress(Exception):
                 await closer()
         if ctx.usage is None:
-            # Cut short before the upstream reported usage: count what was sent.
-            ctx.usage = Usage.of(0, content_frames)
+            # Cut short before the upstream reported usage: estimate the prompt, count what
+            # was sent.
+            prompt = ctx.route_request.prompt_tokens if ctx.route_request else 0
+            ctx.usage = Usage.of(prompt, content_frames)
         await finish(ctx)

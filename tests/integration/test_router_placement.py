@@ -1,5 +1,6 @@
-"""`routing.placement: router`: fallback chains run in the Router deployment (ingress -> router
--> pool), with the same answers, headers and fallback as the default placement."""
+"""`routing.placement: router`: fallback chains run in the Router deployment, with the same
+answers, headers and fallback as the default placement. Here the sim provider is also
+`server.inline_providers`, so the Router calls it in-process and no SimPool is deployed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ CONFIG = {
         {"name": "sim-broken", "provider": "flaky", "fallbacks": ["sim-fast"]},
     ],
     "routing": {"placement": "router", "retries": {"max_attempts": 2, "base_delay_s": 0.0}},
+    "server": {"inline_providers": ["sim"]},
 }
 
 
@@ -38,9 +40,9 @@ def client(
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
 
 
-def test_router_deployment_is_deployed(client: openai.OpenAI) -> None:
+def test_router_deployed_and_inline_pool_not(client: openai.OpenAI) -> None:
     deployments = serve.status().applications["llmgw"].deployments
-    assert {"Ingress", "Router", "SimPool"} <= set(deployments)
+    assert set(deployments) == {"Ingress", "Router"}
 
 
 def test_chat_and_stream_via_router(client: openai.OpenAI) -> None:
