@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ray import serve
 from ray.exceptions import RayTaskError
 
-from gateway.config import ModelConfig
 from gateway.errors import GatewayError
 
 
@@ -22,22 +22,33 @@ async def _call(method: Any, *args: Any) -> Any:
 
 
 class ActorAdmin:
-    """`AdminBackend` over the registry actor and Serve's own status."""
+    """`AdminBackend` over the registry actor and Serve's own status.
 
-    def __init__(self, registry: Any) -> None:
+    A change returns once this replica holds the new version, so the caller's next request
+    sees it (other replicas follow within the watch round trip).
+    """
+
+    def __init__(self, registry: Any, feed: Any) -> None:
         self.registry = registry
+        self.feed = feed
+
+    async def _change(self, method: Any, *args: Any) -> int:
+        version = await _call(method, *args)
+        with contextlib.suppress(TimeoutError):
+            await self.feed.wait_for_version(version, timeout_s=5.0)
+        return version
 
     async def register_model(self, model: dict[str, Any]) -> int:
-        return await _call(self.registry.register_model, ModelConfig.model_validate(model))
+        return await self._change(self.registry.register_model, model)
 
     async def update_model(self, name: str, changes: dict[str, Any]) -> int:
-        return await _call(self.registry.update_model, name, changes)
+        return await self._change(self.registry.update_model, name, changes)
 
     async def deprecate_model(self, name: str) -> int:
-        return await _call(self.registry.deprecate, name)
+        return await self._change(self.registry.deprecate, name)
 
     async def remove_model(self, name: str) -> int:
-        return await _call(self.registry.remove, name)
+        return await self._change(self.registry.remove, name)
 
     async def status(self) -> dict[str, Any]:
         status = serve.status()

@@ -24,7 +24,7 @@ from gateway.auth import ADMIN, KeyRing
 from gateway.config import GatewayConfig
 from gateway.pipeline.context import Services
 from gateway.pipeline.invoker import Invoker
-from gateway.routing import CircuitBoard
+from gateway.routing import CircuitBoard, prepare
 from gateway.server.api import create_api
 from gateway.server.runtime import GatewayRuntime
 
@@ -45,9 +45,16 @@ class Ingress:
         router: Any = None,
     ) -> None:
         registry = get_or_create_registry(config, store_url)
-        self.feed = SnapshotFeed(registry)
+        self.feed = SnapshotFeed(
+            registry,
+            reconnect=lambda: get_or_create_registry(config, store_url),
+            prepare=lambda snapshot: prepare(snapshot, config.routing),
+        )
         await self.feed.start()
-        self.sink = UsageSink(get_or_create_usage_writer(store_url))
+        self.sink = UsageSink(
+            get_or_create_usage_writer(store_url),
+            reconnect=lambda: get_or_create_usage_writer(store_url),
+        )
         recorder = ReplicaRecorder(self.feed, self.sink)
         if router is None:
             circuits = CircuitBoard(config.routing.circuit)
@@ -62,7 +69,7 @@ class Ingress:
             invoker=invoker,
             recorder=recorder,
         )
-        self.runtime = GatewayRuntime.build(services, ActorAdmin(registry))
+        self.runtime = GatewayRuntime.build(services, ActorAdmin(registry, self.feed))
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self.runtime, request_ids=False)

@@ -38,11 +38,15 @@ class SnapshotFeed:
         max_buffered: int = 10_000,
         start_timeout_s: float = 60.0,
         reconnect: Callable[[], Any] | None = None,
+        prepare: Callable[[RegistrySnapshot], None] | None = None,
     ) -> None:
         """`reconnect`, when given, returns a handle to a live registry actor (for instance
-        `get_or_create_registry(...)`); it is called when the actor is gone for good."""
+        `get_or_create_registry(...)`); it is called when the actor is gone for good.
+        `prepare` runs on each new snapshot, off the event loop, before requests see it (the
+        router builds its tables there, not on the first request)."""
         self._actor = actor
         self._reconnect = reconnect
+        self._prepare = prepare
         self._watch_timeout_s = watch_timeout_s
         self._report_interval_s = report_interval_s
         self._start_timeout_s = start_timeout_s
@@ -130,6 +134,11 @@ class SnapshotFeed:
     # ------------------------------------------------------------------ background
 
     async def _set(self, snapshot: RegistrySnapshot) -> None:
+        if self._prepare is not None:
+            try:
+                await asyncio.to_thread(self._prepare, snapshot)
+            except Exception:
+                log.exception("preparing registry version %d failed", snapshot.version)
         async with self._updated:
             self._current = snapshot
             self._updated.notify_all()
