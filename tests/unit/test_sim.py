@@ -52,7 +52,7 @@ async def test_pacing_sets_ttft_and_token_rate() -> None:
     provider, model = sim(ttft_ms=100, tokens_per_s=50, output_tokens=5)
     start = time.monotonic()
     stamps = []
-    async for chunk in provider.stream(request(), model):
+    async for _ in provider.stream(request(), model):
         stamps.append(time.monotonic() - start)
     assert stamps[0] >= 0.1
     assert stamps[-1] >= 0.1 + 5 / 50 - 0.01
