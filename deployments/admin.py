@@ -28,9 +28,10 @@ class ActorAdmin:
     sees it (other replicas follow within the watch round trip).
     """
 
-    def __init__(self, registry: Any, feed: Any) -> None:
+    def __init__(self, registry: Any, feed: Any, providers: list[dict[str, Any]]) -> None:
         self.registry = registry
         self.feed = feed
+        self.providers = providers
 
     async def _change(self, method: Any, *args: Any) -> int:
         version = await _call(method, *args)
@@ -64,4 +65,4 @@ class ActorAdmin:
                     for name, d in app.deployments.items()
                 },
             }
-        return {"applications": apps}
+        return {"applications": apps, "providers": self.providers}

@@ -13,6 +13,8 @@ from deployments.pool import POOL_NAMES, ProviderPool
 from deployments.router import Router
 from gateway.auth import admin_key
 from gateway.config import load_config, store_url
+from gateway.providers.discovery import ProviderStatus, default_config
+from gateway.providers.prices import load_price_table
 
 logger = logging.getLogger("llmgw.app")
 
@@ -30,7 +32,13 @@ class AppArgs(BaseModel):
 def build_app(args: dict[str, Any] | None = None) -> Application:
     """The bound gateway: an ingress over one pool per provider type the config uses."""
     parsed = AppArgs.model_validate(args or {})
-    config = load_config(parsed.config)
+    if parsed.config is None:
+        # The built-in sim models, plus each provider whose credentials are in the environment.
+        config, report = default_config()
+    else:
+        config = load_config(parsed.config)
+        report = [ProviderStatus(p.name, True, f"in {parsed.config}") for p in config.providers]
+    config = load_price_table().apply(config)
     key = admin_key(config.auth.admin_key_env)
     if key.generated:
         logger.warning("generated an admin key, saved in %s (mode 0600)", key.path)
@@ -42,7 +50,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     router = None
     if config.routing.placement == "router":
         router = Router.bind(config, pools)
-    return Ingress.bind(config, pools, key.hash, store_url(config), router)
+    providers = [status._asdict() for status in report]
+    return Ingress.bind(config, pools, key.hash, store_url(config), router, providers)
 
 
 def teardown(timeout_s: float = 30.0) -> None:

@@ -43,6 +43,7 @@ class Ingress:
         admin_key_hash: str,
         store_url: str,
         router: Any = None,
+        providers: list[dict[str, Any]] | None = None,
     ) -> None:
         registry = get_or_create_registry(config, store_url)
         self.feed = SnapshotFeed(
@@ -69,7 +70,9 @@ class Ingress:
             invoker=invoker,
             recorder=recorder,
         )
-        self.runtime = GatewayRuntime.build(services, ActorAdmin(registry, self.feed))
+        self.runtime = GatewayRuntime.build(
+            services, ActorAdmin(registry, self.feed, providers or [])
+        )
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self.runtime, request_ids=False)

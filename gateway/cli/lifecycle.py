@@ -257,7 +257,7 @@ def status(
         for column in ("provider", "on", "why"):
             table.add_column(column)
         for row in providers:
-            table.add_row(row["name"], "yes" if row["on"] else "no", row["why"])
+            table.add_row(row["provider"], "yes" if row["on"] else "no", row["why"])
         console.print(table)
 
 

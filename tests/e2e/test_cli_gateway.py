@@ -128,6 +128,7 @@ def test_failure_is_retried_and_falls_back(client: openai.OpenAI) -> None:
 def test_cli_status_models_and_route(gateway: str) -> None:
     status = llmgw("status")
     assert "Ingress" in status.stdout and "SimPool" in status.stdout
+    assert "Providers" in status.stdout and "gateway.yaml" in status.stdout
     listing = llmgw("models", "list")
     assert "sim-smart" in listing.stdout and "sim-broken" in listing.stdout
     shown = llmgw("models", "show", "fast")
