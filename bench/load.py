@@ -8,6 +8,7 @@ harness built (always 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -177,6 +178,50 @@ def nonstream(target: Target, conns: int, duration: float, tokens: int = 16) -> 
     if wrk_path():
         return wrk_run(target, conns, duration, tokens)
     return run_async(async_run(target, conns, duration, tokens))
+
+
+async def header_sample(
+    target: Target, header: str | None, n: int = 200, max_s: float = 60.0, tokens: int = 16
+) -> dict:
+    """``n`` requests one after another on one keep-alive connection (bounded by ``max_s``):
+    the client-side latency p50/p99 and, when the gateway returns ``header`` (llmgw's
+    ``x-llmgw-overhead-ms``), that header's p50/p99: what the gateway says it spent itself."""
+    check_local(target.url)
+    payload = json.dumps(body_for(target, tokens)).encode()
+    headers = {"content-type": "application/json", **target.headers}
+    lat: list[float] = []
+    said: list[float] = []
+    errors = 0
+    t_end = time.monotonic() + max_s
+    conn = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(10)) as s:
+        for _ in range(n):
+            if time.monotonic() > t_end:
+                break
+            t0 = time.monotonic()
+            try:
+                async with s.post(target.url, data=payload, headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                        continue
+                    lat.append(time.monotonic() - t0)
+                    value = r.headers.get(header) if header else None
+                    if value is not None:
+                        with contextlib.suppress(ValueError):
+                            said.append(float(value) / 1000)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                errors += 1
+    return {
+        "requests": len(lat) + errors,
+        "errors": errors,
+        "p50_ms": _ms(pct(lat, 50)),
+        "p99_ms": _ms(pct(lat, 99)),
+        "header": header,
+        "header_count": len(said),
+        "header_p50_ms": _ms(pct(said, 50)),
+        "header_p99_ms": _ms(pct(said, 99)),
+    }
 
 
 # ---------------------------------------------------------------- streaming

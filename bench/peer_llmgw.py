@@ -1,5 +1,12 @@
-"""llmgw as a benchmark peer: ``llmgw up --detach`` in production HTTP mode, isolated from
-any other Ray cluster on the machine, and stopped without touching anyone else's Ray."""
+"""llmgw as a benchmark peer: ``llmgw up --detach``, isolated from any other Ray cluster on
+the machine, and stopped without touching anyone else's Ray.
+
+One class, several configurations (``VARIANTS``), each a gateway name of its own so they run
+side by side in one run: the headline ``llmgw`` (production HTTP mode, ingress -> pool ->
+mock), ``llmgw-inline`` (the ingress calls the mock itself), ``llmgw-router`` (ingress ->
+Router -> pool), and ``llmgw-sim`` / ``llmgw-sim-default`` (the built-in zero-latency sim
+provider, in production and in Serve's default HTTP mode: the gateway's own floor).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,48 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from peers import MODEL, ROOT, Gateway, Skip, Target, base_env, log_tail, run_logged, wait_ready
 from procs import Tagged, free_port, spawn, stop
 
+# What `llmgw up --http-mode production` sets on a Ray it starts (gateway/cli/lifecycle.py);
+# the harness sets the same on the Ray it starts itself. Default mode has none of them.
+PRODUCTION_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    hops: int  # DeploymentHandle hops on the hot path
+    path: str  # the hot path behind the HTTP front (HAProxy, or Serve's Python proxy)
+    http_mode: str = "production"  # `llmgw up --http-mode`: production | default
+    config: str = ""  # top-level YAML added to the gateway config
+    sim: bool = False  # answered by the built-in sim provider; the mock is not called
+
+
+PROD, SIM = "ingress -> OpenAIPool -> mock", "ingress -> SimPool (zero latency)"
+VARIANTS = {
+    "llmgw": Variant(1, PROD),
+    "llmgw-inline": Variant(
+        0, "ingress -> mock (in the ingress)", config="server: {inline_providers: [openai]}\n"
+    ),
+    "llmgw-router": Variant(
+        2, "ingress -> Router -> OpenAIPool -> mock", config="routing: {placement: router}\n"
+    ),
+    "llmgw-sim": Variant(1, SIM, sim=True),
+    "llmgw-sim-default": Variant(1, SIM, http_mode="default", sim=True),
+}
+
 
 class Llmgw(Gateway):
-    """llmgw in production HTTP mode: ``llmgw up --detach`` with HAProxy and the
-    throughput-optimised Serve flags; stopped with ``llmgw down --keep-ray`` and then by tag.
+    """llmgw in one of ``VARIANTS``: ``llmgw up --http-mode M --detach`` (production: HAProxy
+    and the throughput-optimised Serve flags; default: Serve's Python proxy, and a Ray started
+    without those flags); stopped with ``llmgw down --keep-ray`` and then by tag.
 
     Isolation from other Ray clusters on the machine (``ray status`` finds any cluster by
     scanning processes, and ``ray stop`` kills every Ray process): Ray's files go under a
@@ -27,10 +67,20 @@ class Llmgw(Gateway):
     harness never lets ``llmgw down`` run ``ray stop``, it ends its own Ray by tag.
     """
 
-    name, label = "llmgw", "llmgw"
-
-    def __init__(self, **kw) -> None:
+    def __init__(self, variant: str = "llmgw", **kw) -> None:
+        self.name = self.label = variant
+        self.variant = VARIANTS[variant]
         super().__init__(**kw)
+        front = "HAProxy" if self.variant.http_mode == "production" else "Serve's Python proxy"
+        self.details = {
+            "http_mode": self.variant.http_mode,
+            "hops": self.variant.hops,
+            "hot_path": f"{front} -> {self.variant.path}",
+            "upstream": "sim provider (zero latency)" if self.variant.sim else "mock",
+            "config_extra": self.variant.config.strip() or None,
+        }
+        self.streams = not self.variant.sim
+        self.overhead_header = "x-llmgw-overhead-ms"
         self.home: Path | None = None
         self.env: dict[str, str] = {}
         self.keep_ray = False
@@ -69,6 +119,8 @@ class Llmgw(Gateway):
         up = self._help("up")
         if "--detach" not in up:
             raise Skip("`llmgw up --detach` is not available yet")
+        if "--http-mode" not in up:
+            raise Skip("`llmgw up --http-mode` is not available yet")
         self.keep_ray = "--keep-ray" in self._help("down")
         try:
             from importlib.metadata import version
@@ -100,40 +152,39 @@ class Llmgw(Gateway):
         # short: unix socket paths (Ray's, and HAProxy's under a 56-char hash dir) must fit 97
         self.home = Path(tempfile.mkdtemp(prefix="lgb", dir="/tmp"))
         cfg = self.home / "bench.yaml"
-        cfg.write_text(
-            "providers:\n"
-            f"  - {{name: mock, type: openai, base_url: {upstream}, api_key_env: BENCH_MOCK_KEY}}\n"
-            "models:\n"
-            f"  - {{name: {MODEL}, provider: mock, upstream: {MODEL}}}\n"
-        )
+        cfg.write_text(gateway_config(self.variant, upstream))
         key = "sk-bench-admin-" + uuid.uuid4().hex
         self.env = self._env()
         self.env.update(
             LLMGW_HOME=str(self.home),
             LLMGW_ADMIN_KEY=key,
             BENCH_MOCK_KEY="sk-bench",
-            RAY_SERVE_THROUGHPUT_OPTIMIZED="1",
-            RAY_SERVE_ENABLE_HA_PROXY="1",
             RAY_TMPDIR=str(self.home / "ray"),
         )
         (self.home / "ray").mkdir()
-        # HAProxy's files and side ports default to fixed places shared by every Serve
-        # cluster on the machine (/tmp/haproxy-serve, :9101, :8404): give ours its own
-        hp = self.home / "h"
-        hp.mkdir()
-        self.env.update(
-            RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(hp / "haproxy.cfg"),
-            RAY_SERVE_HAPROXY_SOCKET_PATH=str(hp / "admin.sock"),
-            RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(hp),
-            RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(hp / "server-state"),
-            RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hp / "metrics.sock"),
-            RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-            RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-        )
+        if self.variant.http_mode == "production":
+            self.env.update(PRODUCTION_ENV)
+            # HAProxy's files and side ports default to fixed places shared by every Serve
+            # cluster on the machine (/tmp/haproxy-serve, :9101, :8404): give ours its own
+            hp = self.home / "h"
+            hp.mkdir()
+            self.env.update(
+                RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(hp / "haproxy.cfg"),
+                RAY_SERVE_HAPROXY_SOCKET_PATH=str(hp / "admin.sock"),
+                RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(hp),
+                RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(hp / "server-state"),
+                RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hp / "metrics.sock"),
+                RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+                RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+            )
+        else:  # default mode: neither this cluster nor `llmgw up` may see the flags
+            for k in [*PRODUCTION_ENV, *(k for k in self.env if k.startswith("RAY_SERVE_HA"))]:
+                self.env.pop(k, None)
         t0 = time.monotonic()
         if foreign_ray(self.tag):
             self._start_own_ray()
         cmd = [*self.cli(), "up", "--config", str(cfg), "--port", str(port), "--detach"]
+        cmd += ["--http-mode", self.variant.http_mode]
         self.proc = spawn(cmd, env=self.env, log=self.log, cwd=self.home)
         try:
             rc = self.proc.wait(self.ready_timeout)
@@ -163,6 +214,21 @@ class Llmgw(Gateway):
         self.tagged.terminate_all()  # our Ray: GCS, raylet, workers, proxies, HAProxy
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
+
+
+def gateway_config(v: Variant, upstream: str) -> str:
+    """The gateway config for a variant: one model, ``bench-model``, on the mock or the sim."""
+    if v.sim:
+        provider = "{name: sim, type: sim, sim: {output_tokens: 16}}"
+    else:
+        provider = (
+            f"{{name: mock, type: openai, base_url: {upstream}, api_key_env: BENCH_MOCK_KEY}}"
+        )
+    name = "sim" if v.sim else "mock"
+    return (
+        f"providers:\n  - {provider}\n"
+        f"models:\n  - {{name: {MODEL}, provider: {name}, upstream: {MODEL}}}\n" + v.config
+    )
 
 
 def foreign_ray(own_tag: str) -> bool:

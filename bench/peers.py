@@ -120,6 +120,9 @@ class Gateway:
         self.ready_s: float | None = None
         self.ready_timeout = ready_timeout
         self.log = LOGS / f"{self.name}.log"
+        self.details: dict = {}  # recorded with the results (llmgw: HTTP mode, hops, path)
+        self.streams = True  # False: scenario 3 means nothing for it and is skipped
+        self.overhead_header: str | None = None  # a header reporting the gateway's own time
 
     def install(self) -> None:
         pass
@@ -281,14 +284,22 @@ class Portkey(Gateway):
         return t
 
 
-ALL = ("llmgw", "litellm", "portkey")
+LLMGW_VARIANTS = ("llmgw-inline", "llmgw-router", "llmgw-sim", "llmgw-sim-default")
+ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey")  # also the order they run in
+DEFAULT = ("llmgw", "litellm", "portkey")
+GROUPS = {  # shorthands accepted by --only
+    "all": ALL,
+    "default": DEFAULT,
+    "llmgw-all": ("llmgw", *LLMGW_VARIANTS),
+    "llmgw-variants": LLMGW_VARIANTS,
+}
 
 
 def make(name: str, portkey_stream_fix: bool = False, **kw) -> Gateway:
     if name == "portkey":
         return Portkey(stream_fix=portkey_stream_fix, **kw)
-    if name == "llmgw":
+    if name == "llmgw" or name in LLMGW_VARIANTS:
         from peer_llmgw import Llmgw
 
-        return Llmgw(**kw)
+        return Llmgw(variant=name, **kw)
     return LiteLLM(**kw)

@@ -1,6 +1,7 @@
 """Turns one run's raw figures into a markdown section of bench/RESULTS.md and a JSON file
-in bench/results/. Tables: one per scenario, a column per gateway (direct is the floor),
-then the ratios llmgw/LiteLLM, llmgw/Portkey and llmgw/direct."""
+in bench/results/. Tables: one per scenario, a column per gateway (direct is the floor, then
+llmgw and its variants, then the peers), then the ratios llmgw/LiteLLM, llmgw/Portkey and
+llmgw/direct (always of the headline ``llmgw`` column)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_DIR = HERE / "results"
-ORDER = ("direct", "llmgw", "litellm", "portkey")
+VARIANTS = ("llmgw-inline", "llmgw-router", "llmgw-sim", "llmgw-sim-default")
+ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey")
 NAMES = {"direct": "direct", "llmgw": "llmgw", "litellm": "LiteLLM", "portkey": "Portkey"}
+NAMES.update({v: v for v in VARIANTS})
 RATIOS = (("litellm", "llmgw/LiteLLM"), ("portkey", "llmgw/Portkey"), ("direct", "llmgw/direct"))
 HEADER = """# Benchmark results
 
@@ -52,10 +55,13 @@ def get(res: dict, gw: str, key: str, field: str):
     if g.get("status") != "ok":
         return g.get("status")
     r = g.get("scenarios", {}).get(key) or {}
+    if "skipped" in r:
+        return "n/a"
     if "failed" in r:
         return "failed"
-    if field.startswith("memory."):
-        return (r.get("memory") or {}).get(field[len("memory.") :])
+    if "." in field:  # memory.peak_mb, sampled.header_p50_ms
+        part, field = field.split(".", 1)
+        return (r.get(part) or {}).get(field)
     return r.get(field)
 
 
@@ -69,12 +75,14 @@ class Table:
     def __init__(self, res: dict) -> None:
         self.res = res
         self.cols = [g for g in ORDER if g in res["gateways"]]
-        head = ["", *(NAMES[g] for g in self.cols), *(name for _, name in RATIOS)]
+        # ratios of the headline llmgw column, to the gateways this run has
+        self.ratios = [(o, n) for o, n in RATIOS if "llmgw" in self.cols and o in self.cols]
+        head = ["", *(NAMES[g] for g in self.cols), *(name for _, name in self.ratios)]
         self.lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def row(self, label: str, values: dict, ratios: bool = True) -> None:
         cells = [label, *(fmt(values.get(g)) for g in self.cols)]
-        for other, _ in RATIOS:
+        for other, _ in self.ratios:
             cells.append(ratio(values.get("llmgw"), values.get(other)) if ratios else "-")
         self.lines.append("| " + " | ".join(cells) + " |")
 
@@ -95,7 +103,7 @@ class Table:
                 [label, *(fmt(cells.get(g)) for g in self.cols)]
                 + [
                     ratio(cells.get("llmgw"), cells.get(o)) if o != "direct" else "-"
-                    for o, _ in RATIOS
+                    for o, _ in self.ratios
                 ]
             )
             + " |"
@@ -114,7 +122,10 @@ def section(res: dict) -> str:
         f"load average at start {m['load_avg']}; load tool: {m['load_tool']}."
     )
     out += ["", f"Command: `.venv/bin/python {m['command']}`", ""]
-    out += ["| gateway | version | status | install s | ready s |", "|---|---|---|---|---|"]
+    out += [
+        "| gateway | version | status | install s | ready s | HTTP mode | hot path | handle hops |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     notes = []
     for g in ORDER:
         e = res["gateways"].get(g)
@@ -123,10 +134,13 @@ def section(res: dict) -> str:
         out.append(
             f"| {NAMES[g]} | {e.get('version') or '-'} | {e['status']} | "
             f"{fmt(e.get('install_s')) if e.get('install_s') else 'cached'} | "
-            f"{fmt(e.get('ready_s'))} |"
+            f"{fmt(e.get('ready_s'))} | {e.get('http_mode') or '-'} | "
+            f"{e.get('hot_path') or '-'} | {fmt(e.get('hops'))} |"
         )
         if e.get("reason"):
             notes.append(f"- {NAMES[g]} {e['status']}: " + e["reason"].splitlines()[0][:300])
+        if e.get("config_extra"):
+            notes.append(f"- {NAMES[g]}: gateway config adds `{e['config_extra']}`")
     out += ["", *notes, ""] if notes else [""]
 
     sc = {k for e in res["gateways"].values() for k in e.get("scenarios", {})}
@@ -138,7 +152,30 @@ def section(res: dict) -> str:
         t.added("overhead p99 ms (minus direct)", p99)
         t.metric("req/s", "s1_c1", "rps")
         t.metric("errors", "s1_c1", "errors", ratios=False)
+        hops = {g: e.get("hops") for g, e in res["gateways"].items()}
+        if any(v is not None for v in hops.values()):
+            t.row("handle hops on the hot path", hops, ratios=False)
+        said = {}
+        if any(get(res, g, "s1_c1", "sampled.p50_ms") for g in t.cols):
+            said = t.metric("x-llmgw-overhead-ms p50 (header)", "s1_c1", "sampled.header_p50_ms")
+            t.metric("x-llmgw-overhead-ms p99 (header)", "s1_c1", "sampled.header_p99_ms")
+            t.row("header p50 / overhead p50", header_share(said, p50), ratios=False)
+            sp50 = t.metric("sampled p50 ms (200 requests)", "s1_c1", "sampled.p50_ms")
+            t.added("sampled overhead p50 ms (minus direct)", sp50)
         out += ["### 1. Non-streaming, 1 connection, zero-latency upstream", "", t.text()]
+        if said:
+            out += [
+                "The header rows: `x-llmgw-overhead-ms`, what llmgw says it spent itself, read "
+                "from 200 requests sent one at a time after the wrk run (aiohttp, one keep-alive "
+                "connection; the sampled rows are that loop's own latency). The header is the "
+                "ingress's clock (from building the request context to writing the headers) "
+                "minus the provider adapter's call as the adapter times it, in the pool or, "
+                "inline, in the ingress: handle hops count in it; the HTTP front (HAProxy or "
+                "Serve's proxy), Serve's handling around the ingress and the provider SDK's own "
+                "client time do not. Its share of the measured overhead (gateway minus direct, "
+                "wrk) says how much of the real cost it sees.",
+                "",
+            ]
 
     conc = [
         k
@@ -194,6 +231,14 @@ def section(res: dict) -> str:
                     )
         if errs:
             out += ["Stream errors:", "", *errs, ""]
+        skipped = [
+            f"- {NAMES[g]}: {note}"
+            for g in ORDER
+            for note in (res["gateways"].get(g) or {}).get("notes", [])
+            if note.startswith("scenario 3")
+        ]
+        if skipped:
+            out += ["Not run (n/a above):", "", *skipped, ""]
 
     if "routing" in res:
         r = res["routing"]
@@ -250,6 +295,17 @@ def section(res: dict) -> str:
             t.text(),
         ]
     return "\n".join(out) + "\n"
+
+
+def header_share(said: dict, p50: dict) -> dict:
+    """What share of the measured p50 overhead (gateway minus direct) the header reports."""
+    floor = p50.get("direct")
+    out = {}
+    for g, h in said.items():
+        over = minus(p50.get(g), floor)
+        if isinstance(h, (int, float)) and isinstance(over, (int, float)) and over > 0:
+            out[g] = f"{100 * h / over:.0f}%"
+    return out
 
 
 def percentiles(raw, path: str = "") -> list[tuple[str, float]]:
