@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
 from deployments.ingress import Ingress
-from deployments.pool import POOL_NAMES, ProviderPool
+from deployments.pool import ProviderPool
 from deployments.router import Router
 from gateway.auth import admin_key
-from gateway.config import load_config, store_url
+from gateway.config import POOL_NAMES, load_config, store_url
 from gateway.providers.discovery import ProviderStatus, default_config
 from gateway.providers.prices import load_price_table
 
@@ -43,15 +43,21 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     if key.generated:
         logger.warning("generated an admin key, saved in %s (mode 0600)", key.path)
     inline = set(config.server.inline_providers)
+
+    def options(name: str) -> dict[str, Any]:
+        settings = config.deployments.get(name)
+        return {"name": name, **(settings.options() if settings else {})}
+
     pools = {
-        kind: ProviderPool.options(name=POOL_NAMES[kind]).bind(kind)
+        kind: ProviderPool.options(**options(POOL_NAMES[kind])).bind(kind)
         for kind in sorted({p.type for p in config.providers} - inline)
     }
     router = None
     if config.routing.placement == "router":
-        router = Router.bind(config, pools)
+        router = Router.options(**options("Router")).bind(config, pools)
     providers = [status._asdict() for status in report]
-    return Ingress.bind(config, pools, key.hash, store_url(config), router, providers)
+    ingress = Ingress.options(**options("Ingress"))
+    return ingress.bind(config, pools, key.hash, store_url(config), router, providers)
 
 
 def teardown(timeout_s: float = 30.0) -> None:

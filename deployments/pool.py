@@ -18,15 +18,6 @@ from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream
 from gateway.providers.framing import Completed, StreamItem
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest
 
-POOL_NAMES: dict[str, str] = {
-    "sim": "SimPool",
-    "openai": "OpenAIPool",
-    "azure_openai": "AzureOpenAIPool",
-    "anthropic": "AnthropicPool",
-    "bedrock": "BedrockPool",
-    "ollama": "OllamaPool",
-}
-
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
 class ProviderPool:

@@ -192,6 +192,35 @@ class ServerConfig(_Section):
     )
 
 
+class DeploymentSettings(_Section):
+    """Serve settings for one deployment when `llmgw up` deploys (serve_config.yaml has the
+    same fields for `serve deploy`)."""
+
+    num_replicas: int | None = Field(default=None, ge=1)
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int | None = Field(default=None, ge=1)
+    num_cpus: float | None = Field(default=None, ge=0)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for `Deployment.options`."""
+        options: dict[str, Any] = self.model_dump(exclude_none=True, exclude={"num_cpus"})
+        if self.num_cpus is not None:
+            options["ray_actor_options"] = {"num_cpus": self.num_cpus}
+        return options
+
+
+# The pool deployment of each provider type, and every deployment the app can have.
+POOL_NAMES: dict[str, str] = {
+    "sim": "SimPool",
+    "openai": "OpenAIPool",
+    "azure_openai": "AzureOpenAIPool",
+    "anthropic": "AnthropicPool",
+    "bedrock": "BedrockPool",
+    "ollama": "OllamaPool",
+}
+DEPLOYMENT_NAMES = ("Ingress", "Router", *POOL_NAMES.values())
+
+
 class AuthConfig(_Section):
     admin_key_env: str = "LLMGW_ADMIN_KEY"
 
@@ -212,9 +241,15 @@ class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    deployments: dict[str, DeploymentSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
+        for name in self.deployments:
+            if name not in DEPLOYMENT_NAMES:
+                raise _FieldError(
+                    f"deployments.{name}", f"one of {', '.join(DEPLOYMENT_NAMES)}, got '{name}'"
+                )
         providers: set[str] = set()
         for i, provider in enumerate(self.providers):
             if provider.name in providers:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+from ray import serve
 from sqlalchemy import create_engine, text
 
 from tests.integration.conftest import Deployed
@@ -43,6 +44,7 @@ CONFIG = {
         {"name": "sim-drip", "provider": "drip"},
     ],
     "routing": {"retries": {"max_attempts": 1}},
+    "deployments": {"SimPool": {"num_replicas": 2, "max_ongoing_requests": 500}},
 }
 
 
@@ -57,6 +59,11 @@ def gateway(
 @pytest.fixture
 def client(gateway: Deployed) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+
+
+def test_deployment_settings_from_the_config(client: openai.OpenAI) -> None:
+    pool = serve.status().applications["llmgw"].deployments["SimPool"]
+    assert pool.replica_states.get("RUNNING") == 2
 
 
 def test_chat_and_stream_through_the_pool(client: openai.OpenAI) -> None:

@@ -55,6 +55,8 @@ def _error(tmp_path: Path, text: str) -> str:
             "providers[0].api_key_env: expected the name of an environment variable",
         ),
         ("routing: {strategy: fastest}", "routing.strategy: expected 'capability'"),
+        ("deployments: {Ingres: {num_replicas: 2}}", "deployments.Ingres: expected one of Ingress"),
+        ("deployments: {Ingress: {num_replicas: 0}}", "deployments.Ingress.num_replicas: expected"),
         ("- just\n- a list", "expected a mapping at the top level"),
         ("providers: [", "not valid YAML"),
     ],
