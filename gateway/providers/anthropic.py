@@ -44,6 +44,7 @@ from gateway.providers.mapping import (
     upstream_error,
     wants_json_object,
 )
+from gateway.providers.transport import pooled_client
 from gateway.wire import (
     AssistantMessage,
     ChatCompletion,
@@ -118,12 +119,7 @@ class AnthropicProvider(Provider):
             api_key=self._key or "unset",
             base_url=config.base_url,
             max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(
-                limits=httpx2.Limits(
-                    max_connections=config.max_connections,
-                    max_keepalive_connections=min(config.max_connections, 100),
-                )
-            ),
+            http_client=pooled_client(config),
         )
 
     async def aclose(self) -> None:

@@ -16,7 +16,8 @@ from typing import ClassVar
 import openai
 
 from gateway.config import ConfigError, ProviderConfig
-from gateway.providers.openai import OpenAIProvider, _http_client
+from gateway.providers.openai import OpenAIProvider
+from gateway.providers.transport import pooled_client
 
 # The latest dated GA version of the deployment-based inference API.
 DEFAULT_API_VERSION = "2024-10-21"
@@ -54,7 +55,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             or os.environ.get("OPENAI_API_VERSION")
             or DEFAULT_API_VERSION,
             max_retries=0,
-            http_client=_http_client(self.config),
+            http_client=pooled_client(self.config),
             **credential,
         )
 

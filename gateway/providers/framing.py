@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gateway.config import ModelConfig
 from gateway.providers.base import Provider
+from gateway.providers.transport import wire_time
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest, Usage, dump
 
 
@@ -52,13 +53,21 @@ class StreamTail:
 StreamItem = bytes | StreamHead | StreamTail
 
 
+def _upstream_ms(start: float, wire: list[float]) -> float:
+    """The provider's share of a call: its time on the wire where the adapter's transport
+    records it, else the whole adapter call."""
+    if wire:
+        return sum(wire) * 1000
+    return (time.perf_counter() - start) * 1000
+
+
 async def complete_framed(
     provider: Provider, request: ChatCompletionRequest, model: ModelConfig
 ) -> Completed:
     start = time.perf_counter()
-    completion = await provider.complete(request, model)
-    elapsed = (time.perf_counter() - start) * 1000
-    return Completed(dump(completion), completion.usage or Usage(), elapsed)
+    with wire_time() as wire:
+        completion = await provider.complete(request, model)
+    return Completed(dump(completion), completion.usage or Usage(), _upstream_ms(start, wire))
 
 
 async def stream_framed(
@@ -82,7 +91,7 @@ async def embed_framed(
     provider: Provider, request: EmbeddingRequest, model: ModelConfig
 ) -> Completed:
     start = time.perf_counter()
-    response = await provider.embed(request, model)
-    elapsed = (time.perf_counter() - start) * 1000
+    with wire_time() as wire:
+        response = await provider.embed(request, model)
     usage = Usage.of(response.usage.prompt_tokens, 0)
-    return Completed(dump(response), usage, elapsed)
+    return Completed(dump(response), usage, _upstream_ms(start, wire))

@@ -31,6 +31,7 @@ from gateway.providers.mapping import (
     timeout_error,
     upstream_error,
 )
+from gateway.providers.transport import pooled_client
 from gateway.tokens import count_prompt_tokens, count_tokens
 from gateway.wire import (
     ChatCompletion,
@@ -68,7 +69,7 @@ class OpenAIProvider(Provider):
             organization=self.config.organization,
             project=self.config.project,
             max_retries=0,
-            http_client=_http_client(self.config),
+            http_client=pooled_client(self.config),
         )
 
     async def aclose(self) -> None:
@@ -276,14 +277,6 @@ class _StreamState:
         """Usage for an OpenAI-compatible upstream that sent none, estimated."""
         completion = sum(count_tokens(t) for t in self.text.values())
         return Usage.of(count_prompt_tokens(self.request), completion)
-
-
-def _http_client(config: ProviderConfig) -> httpx2.AsyncClient:
-    limits = httpx2.Limits(
-        max_connections=config.max_connections,
-        max_keepalive_connections=min(config.max_connections, 100),
-    )
-    return openai.DefaultAsyncHttpxClient(limits=limits)
 
 
 def _text(body: object) -> str:
