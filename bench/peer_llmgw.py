@@ -47,6 +47,11 @@ VARIANTS = {
     "llmgw-inline": Variant(
         0, "ingress -> mock (in the ingress)", config="server: {inline_providers: [openai]}\n"
     ),
+    "llmgw-inline-2x": Variant(
+        0,
+        "ingress x2 -> mock (in the ingress)",
+        config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
+    ),
     "llmgw-router": Variant(
         2, "ingress -> Router -> OpenAIPool -> mock", config="routing: {placement: router}\n"
     ),

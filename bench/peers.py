@@ -284,7 +284,13 @@ class Portkey(Gateway):
         return t
 
 
-LLMGW_VARIANTS = ("llmgw-inline", "llmgw-router", "llmgw-sim", "llmgw-sim-default")
+LLMGW_VARIANTS = (
+    "llmgw-inline",
+    "llmgw-inline-2x",
+    "llmgw-router",
+    "llmgw-sim",
+    "llmgw-sim-default",
+)
 ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey")  # also the order they run in
 DEFAULT = ("llmgw", "litellm", "portkey")
 GROUPS = {  # shorthands accepted by --only

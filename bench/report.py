@@ -11,7 +11,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_DIR = HERE / "results"
-VARIANTS = ("llmgw-inline", "llmgw-router", "llmgw-sim", "llmgw-sim-default")
+VARIANTS = (
+    "llmgw-inline",
+    "llmgw-inline-2x",
+    "llmgw-router",
+    "llmgw-sim",
+    "llmgw-sim-default",
+)
 ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey")
 NAMES = {"direct": "direct", "llmgw": "llmgw", "litellm": "LiteLLM", "portkey": "Portkey"}
 NAMES.update({v: v for v in VARIANTS})
