@@ -75,22 +75,32 @@ def _connect() -> dict[str, str] | None:
 def _stop_local_ray(cluster: dict[str, str], timeout_s: float = 10.0) -> None:
     """Stop the Ray that `up` started, and only it: `ray stop` would end every Ray here.
 
-    Its head processes carry its session directory or GCS address on their command line; its
-    workers exit when the raylet does.
+    Its head processes carry its session directory or GCS address on their command line; the
+    rest (workers, and HAProxy under its manager actor) are their descendants, found before
+    anything is stopped so none is orphaned holding the HTTP port.
     """
     marks = [v.encode() for v in (cluster.get("session_dir"), cluster.get("gcs_address")) if v]
     if not marks:
         return
-    pids = []
+    parents: dict[int, int] = {}
+    heads = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
+            # The parent pid is the 2nd field after the parenthesised command name.
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if any(mark in cmdline for mark in marks):
-            pids.append(int(proc.name))
+            heads.append(int(proc.name))
+    pids = set(heads)
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in pids} - pids
+        pids |= children
+        grew = bool(children)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

@@ -133,10 +133,20 @@ class OpenAIProvider(Provider):
         deadline = Deadline(model.timeouts, self.name)
         params = self._params(request, model)
         params.update(stream=True, stream_options={"include_usage": True})
+        options = {"timeout": params.pop("timeout")}
         chunks = ChunkStream(model.name)
         state = _StreamState(request)
         try:
-            upstream = await deadline.first(self._client.chat.completions.create(**params))
+            # As in `complete`: the SDK's request and SSE decoding, its chunks left as dicts.
+            call = self._client.post(
+                "/chat/completions",
+                body=params,
+                cast_to=object,
+                options=options,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
+            upstream = await deadline.first(call)
             try:
                 async for event in deadline.events(upstream.__aiter__()):
                     for chunk in self._chunks(event, chunks, state):
@@ -153,7 +163,7 @@ class OpenAIProvider(Provider):
         self, event: Any, chunks: ChunkStream, state: _StreamState
     ) -> list[ChatCompletionChunk]:
         """Our chunks for one upstream chunk; usage is held back for the last chunk."""
-        data = event.model_dump(exclude_unset=True)
+        data = event if isinstance(event, dict) else {}
         if data.get("usage"):
             state.usage = Usage.model_validate(data["usage"])
         out = []
