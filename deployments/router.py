@@ -80,7 +80,8 @@ class RouterInvoker:
     def _mirror(self, invocation: Invocation) -> None:
         now = self.clock()
         for attempt in invocation.attempts:
-            self.circuits.get(attempt.provider, attempt.model).record(attempt.error is None, now)
+            breaker = self.circuits.get(attempt.provider, attempt.model)
+            breaker.record(not attempt.upstream_failed, now)
 
     async def complete(
         self,

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -46,7 +45,9 @@ def _cluster_address() -> str | None:
     """
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
-    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    # Where `ray start` records the address: Ray's temp dir, as Ray itself finds it.
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    current = Path(temp) / "ray" / "ray_current_cluster"
     try:
         address = current.read_text().strip()
         host, _, port = address.rpartition(":")

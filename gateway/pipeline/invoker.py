@@ -41,6 +41,7 @@ class Attempt:
     provider: str
     error: str | None
     ms: float
+    upstream_failed: bool = False  # counts against the model's circuit
 
 
 @dataclass
@@ -104,8 +105,11 @@ class Invoker:
                     result = await call(provider, model)
                 except GatewayError as error:
                     ms = (time.perf_counter() - start) * 1000
-                    invocation.attempts.append(Attempt(model.name, provider.name, error.code, ms))
-                    breaker.record(not counts_against_circuit(error), self.clock())
+                    failed = counts_against_circuit(error)
+                    invocation.attempts.append(
+                        Attempt(model.name, provider.name, error.code, ms, failed)
+                    )
+                    breaker.record(not failed, self.clock())
                     if not falls_back(error):
                         raise
                     last = error
