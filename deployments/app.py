@@ -13,7 +13,7 @@ from deployments.pool import ProviderPool
 from deployments.router import Router
 from gateway.auth import admin_key
 from gateway.config import POOL_NAMES, load_config, store_url
-from gateway.providers.discovery import ProviderStatus, default_config
+from gateway.providers.discovery import default_config, with_installed_models
 from gateway.providers.prices import load_price_table
 
 logger = logging.getLogger("llmgw.app")
@@ -36,8 +36,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         # The built-in sim models, plus each provider whose credentials are in the environment.
         config, report = default_config()
     else:
-        config = load_config(parsed.config)
-        report = [ProviderStatus(p.name, True, f"in {parsed.config}") for p in config.providers]
+        config, report = with_installed_models(load_config(parsed.config), parsed.config)
     config = load_price_table().apply(config)
     key = admin_key(config.auth.admin_key_env)
     if key.generated:

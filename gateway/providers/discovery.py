@@ -90,6 +90,42 @@ def default_config(
     return parse_config(data, "<built-in default config + discovered providers>"), found.report
 
 
+def with_installed_models(
+    config: GatewayConfig, source: str
+) -> tuple[GatewayConfig, list[ProviderStatus]]:
+    """`config` plus the models each configured Ollama has installed that the config does not
+    name already, and a status line per provider for `llmgw status`."""
+    data = config.model_dump(exclude_unset=True)
+    taken = {name for m in config.models for name in (m.name, *m.aliases)}
+    taken |= {f"{m.provider}/{m.upstream_id}" for m in config.models}
+    report = []
+    added: list[dict[str, Any]] = []
+    for provider in config.providers:
+        if provider.type != "ollama":
+            report.append(ProviderStatus(provider.name, True, f"in {source}"))
+            continue
+        try:
+            installed = _run(lambda p=provider: _ollama_models(p))
+        except Exception as exc:
+            report.append(
+                ProviderStatus(provider.name, True, f"in {source}; listing models failed: {exc}")
+            )
+            continue
+        new = [
+            m
+            for m in installed
+            if m.name not in taken and f"{m.provider}/{m.upstream_id}" not in taken
+        ]
+        added += [m.model_dump(exclude_unset=True) for m in new]
+        taken |= {m.name for m in new}
+        why = f"in {source}; {len(installed)} installed models, {len(new)} added"
+        report.append(ProviderStatus(provider.name, True, why))
+    if not added:
+        return config, report
+    data["models"] = [*data.get("models", []), *added]
+    return parse_config(data, source), report
+
+
 # ------------------------------------------------------------------------------ per provider
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.providers.discovery import default_config, discover
+from gateway.config import parse_config
+from gateway.providers.discovery import default_config, discover, with_installed_models
 from tests.protocol_servers import OllamaServer
 
 NOTHING = {"OLLAMA_HOST": "127.0.0.1:9"}  # a port where nothing answers
@@ -73,3 +74,36 @@ def test_the_default_config_is_the_built_in_one_plus_what_was_found() -> None:
     assert "sim-fast" in {m.name for m in config.models}
     assert "claude-sonnet-5-5" in {m.name for m in config.models}
     assert dict((s.provider, s.on) for s in report)["anthropic"] is True
+
+
+def test_a_configured_ollama_gets_its_installed_models_registered() -> None:
+    with OllamaServer() as server:
+        config = parse_config(
+            {
+                "providers": [
+                    {"name": "sim", "type": "sim"},
+                    {
+                        "name": "local",
+                        "type": "ollama",
+                        "base_url": f"http://127.0.0.1:{server.port}",
+                    },
+                ],
+                "models": [{"name": "llama", "provider": "local", "upstream": "llama3.2:latest"}],
+            }
+        )
+        config, report = with_installed_models(config, "gw.yaml")
+    models = {m.name: m for m in config.models}
+    # llama3.2 is configured already (as "llama"); the other two are added with their window
+    assert set(models) == {"llama", "llava:7b", "nomic-embed-text"}
+    assert models["llava:7b"].provider == "local" and models["llava:7b"].context_window > 0
+    assert "embeddings" in models["nomic-embed-text"].capabilities
+    why = {s.provider: s.why for s in report}
+    assert why["sim"] == "in gw.yaml" and "3 installed models, 2 added" in why["local"]
+
+
+def test_an_unreachable_configured_ollama_is_reported_not_fatal() -> None:
+    config = parse_config(
+        {"providers": [{"name": "local", "type": "ollama", "base_url": "http://127.0.0.1:9"}]}
+    )
+    config, report = with_installed_models(config, "gw.yaml")
+    assert config.models == [] and "listing models failed" in report[0].why
