@@ -264,13 +264,17 @@ def section(res: dict) -> str:
                 )
                 + ".",
                 "",
-                "| scenario | p50 µs | p99 µs | max µs |",
-                "|---|---|---|---|",
+                "| scenario | p50 µs | p99 µs | max µs | CPU p50 µs | CPU p99 µs |",
+                "|---|---|---|---|---|---|",
             ]
             for name, v in raw["summary"].items():
+                # bench_routing reports wall-clock and CPU time per decision; older files
+                # had the wall-clock figures at the top level.
+                wall, cpu = v.get("wall", v), v.get("cpu", {})
                 out.append(
-                    f"| {name} | {fmt(v.get('p50_us'))} | {fmt(v.get('p99_us'))} | "
-                    f"{fmt(v.get('max_us'))} |"
+                    f"| {name} | {fmt(wall.get('p50_us'))} | {fmt(wall.get('p99_us'))} | "
+                    f"{fmt(wall.get('max_us'))} | {fmt(cpu.get('p50_us'))} | "
+                    f"{fmt(cpu.get('p99_us'))} |"
                 )
             out.append("")
         else:

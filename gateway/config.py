@@ -183,6 +183,14 @@ class PipelineConfig(_Section):
 class ServerConfig(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(default=2048, ge=1)
+    max_concurrent_calls: int = Field(
+        default=256,
+        ge=1,
+        description="model calls one replica serves at once; the rest wait their turn",
+    )
+    queue_timeout_s: float = Field(
+        default=60.0, gt=0, description="how long a call may wait for its turn before a 503"
+    )
     inline_providers: list[ProviderType] = Field(
         default_factory=list,
         description=(

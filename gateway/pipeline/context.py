@@ -68,6 +68,7 @@ class RequestContext:
     ttft_ms: float | None = None
     status: int = 200
     error: GatewayError | None = None
+    release: Callable[[], Any] | None = None  # frees the admit step's slot
 
     @property
     def model(self) -> ModelConfig | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ from gateway.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
+    ServiceUnavailableError,
 )
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.step import ALL_ENDPOINTS, Step
@@ -152,9 +155,13 @@ class Authorize(Step):
 
 
 class Admit(Step):
-    """A per-key request rate, as a token bucket held by this replica.
+    """A per-key request rate (a token bucket held by this replica), then a turn among the
+    replica's concurrent model calls.
 
-    Limits shared across replicas (quota leases) replace this when tenants get budgets.
+    Past `server.max_concurrent_calls` a call waits for a slot instead of starting: an
+    overloaded replica would otherwise slow every call until their first-token timeouts fire
+    and trip the circuits of healthy providers. Limits shared across replicas (quota leases)
+    come with tenant budgets.
     """
 
     name = "admit"
@@ -162,8 +169,29 @@ class Admit(Step):
     def __init__(self, services: Any) -> None:
         super().__init__(services)
         self._buckets: dict[str, tuple[float, float]] = {}
+        server = services.config.server
+        self._slots = asyncio.Semaphore(server.max_concurrent_calls)
+        self._queue_timeout_s = server.queue_timeout_s
 
     async def handle(self, ctx: RequestContext) -> None:
+        self._check_rate(ctx)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout_s)
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                f"the gateway is at capacity: no slot freed within {self._queue_timeout_s:g} s",
+                code="gateway_at_capacity",
+                retry_after=1.0,
+            ) from None
+        # Released once, by `finish` or, should the response never run (the client left
+        # before it started), when the request context is collected.
+        ctx.release = weakref.finalize(ctx, self._slots.release)
+
+    async def finish(self, ctx: RequestContext) -> None:
+        if ctx.release is not None:
+            ctx.release()
+
+    def _check_rate(self, ctx: RequestContext) -> None:
         principal = ctx.principal
         if principal is None or not principal.requests_per_minute:
             return

@@ -230,3 +230,34 @@ async def test_a_failing_step_becomes_an_openai_error_not_a_crash(services: Serv
     ctx = chat(HELLO)
     await pipeline.run(ctx)
     assert ctx.status == 500 and "secret" not in ctx.error.message
+
+
+async def test_admit_queues_past_capacity_then_refuses(services: Services) -> None:
+    import asyncio
+    import gc
+
+    services.config = services.config.model_copy(
+        update={
+            "server": services.config.server.model_copy(
+                update={"max_concurrent_calls": 1, "queue_timeout_s": 0.2}
+            )
+        }
+    )
+    step = Admit(services)
+    first = chat(HELLO)
+    await step.handle(first)
+    second = chat(HELLO)
+    waiting = asyncio.create_task(step.handle(second))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the second call waits for the first one's slot"
+    await step.finish(first)
+    await asyncio.wait_for(waiting, 1)
+    with pytest.raises(GatewayError) as info:
+        await step.handle(chat(HELLO))
+    assert info.value.status_code == 503 and info.value.code == "gateway_at_capacity"
+    # A context dropped without `finish` (its client left early) still frees its slot.
+    del second
+    gc.collect()
+    third = chat(HELLO)
+    await asyncio.wait_for(step.handle(third), 1)
+    await step.finish(third)
