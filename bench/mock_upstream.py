@@ -88,13 +88,18 @@ def chunk(model: str, delta: dict, finish=None, usage=None, choices=True) -> byt
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def stream_parts(model: str) -> tuple[bytes, bytes, bytes]:
+# Streamed tokens cycle through a few words: LiteLLM aborts a stream that repeats one chunk
+# ~100 times in a row ("The model is repeating the same chunk"), as a real model would not.
+WORDS = ("alpha ", "beta ", "gamma ", "delta ", "epsilon ", "zeta ", "eta ", "theta ")
+
+
+def stream_parts(model: str) -> tuple[bytes, tuple[bytes, ...], bytes]:
     key = ("s", model)
     parts = _cache.get(key)
     if parts is None:
         parts = (
             chunk(model, {"role": "assistant", "content": ""}),
-            chunk(model, {"content": "tok "}),
+            tuple(chunk(model, {"content": word}) for word in WORDS),
             chunk(model, {}, finish="stop"),
         )
         _cache[key] = parts  # type: ignore[assignment]
@@ -252,7 +257,7 @@ class Http(asyncio.Protocol):
         STATS["streams"] += 1
         STATS["open_streams"] += 1
         try:
-            first, tok, last = stream_parts(model)
+            first, toks, last = stream_parts(model)
             t0 = time.monotonic()
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
@@ -266,7 +271,7 @@ class Http(asyncio.Protocol):
                     await asyncio.sleep(due)
                 if self.transport.is_closing():
                     return
-                self.transport.write(tok)
+                self.transport.write(toks[i % len(toks)])
             tail = last
             if include_usage:
                 usage = {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}
