@@ -175,11 +175,12 @@ def section(res: dict) -> str:
                 "from 200 requests sent one at a time after the wrk run (aiohttp, one keep-alive "
                 "connection; the sampled rows are that loop's own latency). The header is the "
                 "ingress's clock (from building the request context to writing the headers) "
-                "minus the provider adapter's call as the adapter times it, in the pool or, "
-                "inline, in the ingress: handle hops count in it; the HTTP front (HAProxy or "
-                "Serve's proxy), Serve's handling around the ingress and the provider SDK's own "
-                "client time do not. Its share of the measured overhead (gateway minus direct, "
-                "wrk) says how much of the real cost it sees.",
+                "minus the provider's time: on the wire for the httpx2-based SDKs (openai, "
+                "azure, anthropic: the SDK's own CPU counts as the gateway's), the whole adapter "
+                "call for the others (sim, boto3, ollama). Handle hops count in it; the HTTP "
+                "front (HAProxy or Serve's proxy) and Serve's handling before the ingress's "
+                "handler do not. Its share of the measured overhead (gateway minus direct, wrk) "
+                "says how much of the real cost it sees.",
                 "",
             ]
 
