@@ -33,16 +33,18 @@ def _param(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif (
-            (isinstance(previous, int) and part in _UNION_LABELS)
-            or "[" in str(part)
-            or (part in ("str", "int", "float", "bool", "list", "dict", "function-after"))
-        ):
-            pass
-        else:
+        elif not _union_label(previous, part):
             out += f".{part}" if out else str(part)
         previous = part
     return out
+
+
+def _union_label(previous: Any, part: Any) -> bool:
+    return (
+        (isinstance(previous, int) and part in _UNION_LABELS)
+        or "[" in str(part)
+        or part in ("str", "int", "float", "bool", "list", "dict", "function-after")
+    )
 
 
 def validation_error(exc: ValidationError) -> InvalidRequestError:
