@@ -38,10 +38,11 @@ PRODUCTION_ENV = {
 
 
 def _cluster_address() -> str | None:
-    """RAY_ADDRESS, else the local cluster Ray last started here if its GCS answers.
+    """RAY_ADDRESS, else "auto" if the local cluster Ray last started here answers.
 
-    Ray's own "auto" trusts a file that outlives a crashed cluster and then waits a minute
-    on a dead address; a one-second connect tells the two apart.
+    Ray's own "auto" trusts a file that outlives a crashed cluster and then waits a minute on
+    a dead address; a one-second connect tells the two apart. "auto" (not the address itself)
+    is what makes Ray load a local cluster's authentication token.
     """
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
@@ -52,7 +53,7 @@ def _cluster_address() -> str | None:
         address = current.read_text().strip()
         host, _, port = address.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=1.0):
-            return address
+            return "auto"
     except (OSError, ValueError):
         return None
 
@@ -65,6 +66,8 @@ def _connect() -> dict[str, str] | None:
     address = _cluster_address()
     if address is None:
         return None
+    if ray.is_initialized():  # `up` in the foreground, stopping on Ctrl-C
+        ray.shutdown()
     try:
         context = ray.init(address=address, namespace="llmgw", log_to_driver=False)
     except ConnectionError:
@@ -217,6 +220,8 @@ def up(
     if detach:
         return
     console.print("Press Ctrl-C to stop.")
+    # A service manager stops us with SIGTERM: take the same way out as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
