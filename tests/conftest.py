@@ -72,3 +72,10 @@ def ray_cluster() -> Iterator[None]:
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    """`monkeypatch` for module-scoped fixtures (a gateway deployed once per module)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch

@@ -43,9 +43,3 @@ def serve_gateway(
     yield deploy
     if deployed:
         teardown()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
