@@ -6,19 +6,16 @@ import contextlib
 from typing import Any
 
 from ray import serve
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
-from gateway.errors import GatewayError
+from deployments.pool import unwrap
 
 
 async def _call(method: Any, *args: Any) -> Any:
     try:
         return await method.remote(*args)
-    except RayTaskError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, GatewayError):
-            raise cause from None
-        raise
+    except (RayTaskError, RayActorError) as error:
+        raise unwrap(error) from None
 
 
 class ActorAdmin:

@@ -86,6 +86,3 @@ class KeyRing:
 
     def lookup(self, key: str) -> Principal | None:
         return self._by_hash.get(hash_key(key))
-
-    def replace(self, principals: dict[str, Principal]) -> None:
-        self._by_hash = dict(principals)

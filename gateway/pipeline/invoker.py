@@ -19,7 +19,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.pipeline.upstream import Upstream
-from gateway.providers.framing import Completed, StreamHead, StreamItem, StreamTail
+from gateway.providers.framing import Completed, StreamHead, StreamItem
 from gateway.routing import CircuitBoard, RetryPolicy, RouteDecision
 
 T = TypeVar("T")
@@ -190,14 +190,3 @@ async def _close(items: AsyncIterator[Any]) -> None:
     if closer is not None:
         with contextlib.suppress(Exception):
             await closer()
-
-
-__all__ = [
-    "Attempt",
-    "Invocation",
-    "Invoker",
-    "StreamStart",
-    "StreamTail",
-    "counts_against_circuit",
-    "falls_back",
-]

@@ -40,6 +40,8 @@ class RegistrySnapshot:
 
     def __post_init__(self) -> None:
         names = self._names
+        if names:  # shared by `with_stats`: the models, hence the index, are the same
+            return
         for model in self.models.values():
             names.setdefault(model.name, model.name)
             for alias in model.aliases:

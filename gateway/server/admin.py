@@ -17,12 +17,13 @@ from pydantic import ValidationError
 from gateway.config import ModelConfig
 from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
 from gateway.pipeline.context import Endpoint, RequestContext
-from gateway.pipeline.steps.admission import validation_error
+from gateway.pipeline.steps.admission import Validate, validation_error
+from gateway.pipeline.steps.serving import Enrich
 from gateway.routing import plan
 from gateway.server.runtime import GatewayRuntime
 
 Gate = Callable[[Request, Endpoint], Awaitable[RequestContext]]
-ErrorResponse = Callable[[GatewayError, str | None], Response]
+ErrorResponse = Callable[[GatewayError], Response]
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -90,7 +91,7 @@ def add_admin_routes(
             ctx.status = ctx.error.status_code
         await runtime.pipeline.finish(ctx)
         if ctx.error is not None:
-            return error_response(ctx.error, ctx.request_id)
+            return error_response(ctx.error)
         return response
 
     @api.get("/admin/models")
@@ -156,9 +157,9 @@ def add_admin_routes(
                 endpoint="chat", path="/v1/chat/completions", headers=request.headers
             )
             ctx.body = body
-            for name in ("validate", "enrich"):
-                step = next(s for s in runtime.pipeline.steps if s.name == name)
-                await step.handle(ctx)
+            # The same parsing and enrichment a call gets, whatever the configured steps.
+            await Validate(services).handle(ctx)
+            await Enrich(services).handle(ctx)
             assert ctx.route_request is not None and ctx.snapshot is not None
             decision = plan(
                 ctx.route_request,

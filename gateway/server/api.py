@@ -34,19 +34,21 @@ _STARTED = int(time.time())
 _STATUS_ERRORS = {404: NotFoundError, 405: InvalidRequestError}
 
 
-def error_response(error: GatewayError, request_id: str | None = None) -> Response:
+def error_response(error: GatewayError) -> Response:
     headers = error.headers()
     return Response(error.json(), status_code=error.status_code, media_type=JSON, headers=headers)
 
 
 def _context(request: Request, endpoint: Endpoint, body: bytes = b"") -> RequestContext:
-    ctx = RequestContext(
-        endpoint=endpoint, path=request.url.path, headers=request.headers, body=body
+    # Serve's proxy, or RequestIdMiddleware, puts an x-request-id on every request.
+    request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+    return RequestContext(
+        endpoint=endpoint,
+        path=request.url.path,
+        headers=request.headers,
+        body=body,
+        request_id=request_id[:128],
     )
-    client_id = request.headers.get("x-request-id")
-    if client_id:
-        ctx.request_id = client_id[:128]
-    return ctx
 
 
 def _served_headers(ctx: RequestContext) -> dict[str, str]:
@@ -113,10 +115,8 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body:
             return error_response(_too_large(int(declared), max_body))
-        body = await request.body()
-        if len(body) > max_body:
-            return error_response(_too_large(len(body), max_body))
-        return body
+        # A body without a length is measured by the validate step.
+        return await request.body()
 
     async def model_call(request: Request, endpoint: Endpoint) -> Response:
         body = await read_body(request)
@@ -125,7 +125,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         ctx = _context(request, endpoint, body)
         await pipeline.run(ctx)
         if ctx.error is not None:
-            response = error_response(ctx.error, ctx.request_id)
+            response = error_response(ctx.error)
             # Metering and audit run once the response is sent, off the client's clock.
             response.background = BackgroundTask(pipeline.finish, ctx)
             return response
@@ -157,7 +157,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
     async def list_models(request: Request) -> Response:
         ctx = await gate(request, "models")
         if ctx.error is not None:
-            return error_response(ctx.error, ctx.request_id)
+            return error_response(ctx.error)
         snapshot = runtime.services.snapshot()
         cards = [
             ModelCard(id=m.name, created=_STARTED, owned_by=m.provider)
@@ -169,7 +169,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
     async def get_model(model_id: str, request: Request) -> Response:
         ctx = await gate(request, "models")
         if ctx.error is not None:
-            return error_response(ctx.error, ctx.request_id)
+            return error_response(ctx.error)
         model = runtime.services.snapshot().resolve(model_id)
         if model is None:
             return error_response(
@@ -177,7 +177,6 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
                     f"The model '{model_id}' does not exist or you do not have access to it.",
                     param="model",
                 ),
-                ctx.request_id,
             )
         card = ModelCard(id=model.name, created=_STARTED, owned_by=model.provider)
         return Response(dump(card), media_type=JSON)
@@ -186,14 +185,14 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
     async def health(request: Request) -> Response:
         ctx = await gate(request, "health")
         if ctx.error is not None:
-            return error_response(ctx.error, ctx.request_id)
+            return error_response(ctx.error)
         return Response(b'{"status":"ok"}', media_type=JSON)
 
     @api.get("/health/ready")
     async def ready(request: Request) -> Response:
         ctx = await gate(request, "health")
         if ctx.error is not None:
-            return error_response(ctx.error, ctx.request_id)
+            return error_response(ctx.error)
         snapshot = runtime.services.snapshot()
         body = {"status": "ready", "registry_version": snapshot.version}
         body["models"] = len(snapshot.models)

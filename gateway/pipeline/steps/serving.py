@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
-from gateway.config import USE_CASES, Strategy
+from gateway.config import USE_CASES
 from gateway.errors import InvalidRequestError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.step import Step
-from gateway.routing import RouteRequest, TenantPolicy, plan
+from gateway.routing import STRATEGIES, RouteRequest, TenantPolicy, plan
 from gateway.tokens import count_prompt_tokens, count_tokens
 from gateway.wire import ChatCompletionRequest, ImagePart, RouteHints
 
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULT_POLICY = TenantPolicy()
 
 
