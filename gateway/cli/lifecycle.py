@@ -121,7 +121,9 @@ def _http_mode(requested: str) -> str:
 
 
 def _start_ray(mode: str, num_cpus: int | None) -> None:
-    ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    # The `ray` installed beside this Python: another on PATH may be another Ray version.
+    beside = Path(sys.executable).with_name("ray")
+    ray = str(beside) if beside.exists() else shutil.which("ray") or "ray"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", LLMGW_HOME=str(state_dir()))
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
