@@ -6,9 +6,14 @@ Provider adapters map their SDK's exceptions into these classes by HTTP status f
 
 from __future__ import annotations
 
+import http
+import logging
+import re
 from typing import Any
 
 import orjson
+
+logger = logging.getLogger("gateway.upstream")
 
 
 class GatewayError(Exception):
@@ -18,6 +23,11 @@ class GatewayError(Exception):
     error_type: str = "server_error"
     default_code: str | None = None
     retryable: bool = False
+    # False for a failure the client caused through the upstream (its own schema not met):
+    # it must not open the model's circuit for everyone, nor move on to other models.
+    counts_against_circuit: bool = True
+    # The upstream's own words (redacted), for logs and audit; never in the client's message.
+    upstream_detail: str | None = None
 
     def __init__(
         self,
@@ -134,6 +144,15 @@ class UpstreamError(GatewayError):
     retryable = True
 
 
+class OutputSchemaError(UpstreamError):
+    """The upstream's answer does not meet the client's `response_format`: the model did answer,
+    so the circuit stays closed, and the same request is not tried on other models."""
+
+    default_code = "invalid_json_output"
+    retryable = False
+    counts_against_circuit = False
+
+
 class ServiceUnavailableError(GatewayError):
     status_code = 503
     error_type = "service_unavailable"
@@ -172,6 +191,42 @@ _STATUS_ERROR_CLASSES: dict[int, type[GatewayError]] = {
 }
 
 
+# Credentials an upstream may echo in its error text (OpenAI shows a key's head and tail).
+_SECRETS = (
+    re.compile(r"\b(?:sk|pk|rk)-[\w*.\-]{4,}"),
+    re.compile(r"(?i)\bbearer\s+[\w.~+/=*\-]+"),
+    re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{12,}\b"),
+    re.compile(
+        r"(?i)((?:api[-_ ]?key|x-api-key|authorization|secret(?:_access_key)?|token|password)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """An upstream's text with anything that looks like a credential masked, for logs."""
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
+    return text
+
+
+def upstream_failure(
+    error: GatewayError, provider: str | None, detail: str | None, what: str
+) -> GatewayError:
+    """Keep the upstream's text (redacted) on `error` and in the log, never in its message."""
+    if detail:
+        error.upstream_detail = redact(detail)[:2000]
+    logger.warning("provider %s: %s: %s", provider or "upstream", what, error.upstream_detail)
+    return error
+
+
+def _status_name(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
 def from_status(
     status: int,
     message: str,
@@ -180,19 +235,31 @@ def from_status(
     retry_after: float | None = None,
     code: str | None = None,
     param: str | None = None,
+    upstream_type: str | None = None,
 ) -> GatewayError:
     """The taxonomy class for an upstream HTTP status, keeping the status's meaning.
 
-    An upstream's 401/403 is the gateway's credentials failing, not the client's: it becomes a
-    502 so a client never thinks its own key was refused.
+    `message` is the upstream's own text: it may echo credentials, hosts or other tenants'
+    data, so the client gets ours (provider, status, type) and the text goes to the log and
+    `upstream_detail`. An upstream's 401/403 is the gateway's credentials failing, not the
+    client's: it becomes a 502 so a client never thinks its own key was refused.
     """
+    name = provider or "upstream"
+    kind = upstream_type or code or _status_name(status)
+    ours = f"upstream provider '{name}' answered {status} ({kind})"
+    error: GatewayError
     if status in (401, 403):
-        return UpstreamError(
-            f"provider {provider or 'upstream'} refused the gateway's credentials: {message}",
+        error = UpstreamError(
+            f"{ours}: it refused the gateway's credentials",
             provider=provider,
             code="upstream_auth_failed",
         )
-    cls = _STATUS_ERROR_CLASSES.get(status)
-    if cls is None:
-        cls = UpstreamError if status >= 500 else InvalidRequestError
-    return cls(message, provider=provider, retry_after=retry_after, code=code, param=param)
+    elif status < 400:
+        # A redirect (never followed: it would carry our key elsewhere) or another oddity.
+        error = UpstreamError(ours, provider=provider)
+    else:
+        cls = _STATUS_ERROR_CLASSES.get(status)
+        if cls is None:
+            cls = UpstreamError if status >= 500 else InvalidRequestError
+        error = cls(ours, provider=provider, retry_after=retry_after, code=code, param=param)
+    return upstream_failure(error, provider, message, ours)

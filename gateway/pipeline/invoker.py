@@ -26,7 +26,10 @@ T = TypeVar("T")
 
 
 def counts_against_circuit(error: GatewayError) -> bool:
-    """Upstream trouble opens a circuit; a client's own bad request does not."""
+    """Upstream trouble opens a circuit; a client's own bad request does not, nor an answer
+    that misses the client's own schema (its class sets `counts_against_circuit` False)."""
+    if not error.counts_against_circuit:
+        return False
     return error.status_code >= 500 or error.status_code in (408, 429)
 
 

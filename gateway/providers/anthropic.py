@@ -368,7 +368,13 @@ class AnthropicProvider(Provider):
             status = exc.status_code
             if status < 400:
                 status = ERROR_TYPE_STATUS.get(error.get("type", ""), 502)
-            return upstream_error(self.name, status, message, headers=exc.response.headers)
+            return upstream_error(
+                self.name,
+                status,
+                message,
+                headers=exc.response.headers,
+                upstream_type=error.get("type"),
+            )
         if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return cut_error(self.name)
         if isinstance(exc, ValueError):

@@ -483,7 +483,9 @@ class BedrockProvider(Provider):
             if status < 400:  # an exception inside a 200 event stream
                 status = ERROR_STATUS.get(code.lower(), 502)
             message = error.get("Message") or code
-            return upstream_error(self.name, status, message, headers=meta.get("HTTPHeaders"))
+            return upstream_error(
+                self.name, status, message, headers=meta.get("HTTPHeaders"), upstream_type=code
+            )
         if isinstance(
             exc,
             (

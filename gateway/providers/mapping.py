@@ -27,12 +27,15 @@ from gateway.errors import (
     ContextLengthError,
     GatewayError,
     InvalidRequestError,
+    OutputSchemaError,
     ServiceUnavailableError,
     UpstreamError,
     UpstreamTimeoutError,
     from_status,
+    upstream_failure,
 )
 from gateway.providers.base import ChunkStream
+from gateway.providers.schemas import check_output_schema, output_schema, validate_output
 from gateway.wire import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -101,14 +104,30 @@ def upstream_error(
     headers: Mapping[str, str] | None = None,
     code: str | None = None,
     param: str | None = None,
+    upstream_type: str | None = None,
 ) -> GatewayError:
-    """The taxonomy error for an upstream's HTTP failure: status first, then what 400s mean."""
+    """The taxonomy error for an upstream's HTTP failure: status first, then what 400s mean.
+
+    The upstream's `message` never reaches the client (see `from_status`).
+    """
     if status in (400, 413, 422) and (
         code == "context_length_exceeded" or _CONTEXT_LENGTH.search(message)
     ):
-        return ContextLengthError(message, param="messages", provider=provider)
+        error: GatewayError = ContextLengthError(
+            f"upstream provider '{provider}' answered {status} (context_length_exceeded): the "
+            "prompt does not fit the model's context window",
+            param="messages",
+            provider=provider,
+        )
+        return upstream_failure(error, provider, message, "context length exceeded")
     if status in (400, 403) and code in _CONTENT_FILTER_CODES:
-        return ContentFilterError(message, param=param, provider=provider)
+        error = ContentFilterError(
+            f"upstream provider '{provider}' answered {status} ({code}): its content filter "
+            "refused the request",
+            param=param,
+            provider=provider,
+        )
+        return upstream_failure(error, provider, message, "content filtered")
     return from_status(
         status,
         message,
@@ -116,6 +135,7 @@ def upstream_error(
         retry_after=retry_after(headers),
         code=code if status < 500 else None,
         param=param,
+        upstream_type=upstream_type,
     )
 
 
@@ -125,15 +145,24 @@ def timeout_error(provider: str, seconds: float | None = None) -> UpstreamTimeou
 
 
 def connection_error(provider: str, exc: BaseException) -> ServiceUnavailableError:
-    return ServiceUnavailableError(f"cannot reach provider '{provider}': {exc}", provider=provider)
+    """Cannot reach the upstream; which host or address failed stays in the log."""
+    error = ServiceUnavailableError(f"cannot reach provider '{provider}'", provider=provider)
+    return upstream_failure(error, provider, f"{type(exc).__name__}: {exc}", "unreachable")
 
 
 def malformed_error(provider: str, what: str) -> UpstreamError:
-    return UpstreamError(
-        f"provider '{provider}' sent a response that could not be read: {what}",
+    error = UpstreamError(
+        f"provider '{provider}' sent a response that could not be read",
         provider=provider,
         code="malformed_upstream_response",
     )
+    return upstream_failure(error, provider, what, "unreadable response")
+
+
+def stream_error(provider: str, detail: str) -> UpstreamError:
+    """An error event inside a 200 stream: no status, only the upstream's words (logged)."""
+    error = UpstreamError(f"provider '{provider}' failed mid-stream", provider=provider)
+    return upstream_failure(error, provider, detail, "failed mid-stream")
 
 
 def cut_error(provider: str) -> UpstreamError:
@@ -217,6 +246,7 @@ def check_capabilities(request: ChatCompletionRequest, model: ModelConfig) -> No
             f"model '{model.name}' does not support response_format '{fmt.type}'",
             param="response_format",
         )
+    check_output_schema(fmt)
 
 
 def refuse(param: str, provider_type: str, detail: str = "") -> InvalidRequestError:
@@ -318,45 +348,19 @@ def tool_arguments(arguments: str) -> dict[str, Any]:
     return value
 
 
-def output_schema(fmt: ResponseFormat | None) -> dict[str, Any] | None:
-    """The schema a response must satisfy: the client's, or any object for json_object."""
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_schema" and fmt.json_schema and fmt.json_schema.schema_ is not None:
-        return fmt.json_schema.schema_
-    return {"type": "object"}
-
-
 def check_json_output(content: str | None, fmt: ResponseFormat | None, provider: str) -> None:
-    """A JSON-mode answer must parse and satisfy the schema; otherwise a 502 saying why."""
-    schema = output_schema(fmt)
-    if schema is None:
+    """A JSON-mode answer must parse and satisfy the schema; otherwise an `OutputSchemaError`
+    (a 502 that neither opens the model's circuit nor moves on to other models)."""
+    if output_schema(fmt) is None:
         return
-    import jsonschema
-
     try:
         value = json.loads(content or "")
     except ValueError:
-        raise UpstreamError(
+        raise OutputSchemaError(
             f"provider '{provider}' answered a JSON-mode request with text that is not JSON",
             provider=provider,
-            code="invalid_json_output",
         ) from None
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise UpstreamError(
-            f"provider '{provider}' answered with JSON that does not match the requested "
-            f"schema at {where}: {exc.message}",
-            provider=provider,
-            code="invalid_json_output",
-        ) from None
-    except jsonschema.SchemaError as exc:
-        raise InvalidRequestError(
-            f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
-            param="response_format",
-        ) from None
+    validate_output(value, fmt, provider)
 
 
 # `json_object` where a provider has no JSON-object mode (Anthropic, Bedrock): an instruction,

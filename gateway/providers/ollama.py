@@ -20,7 +20,7 @@ import ollama
 import pydantic
 
 from gateway.config import ModelConfig, ProviderConfig
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
     Deadline,
@@ -33,6 +33,7 @@ from gateway.providers.mapping import (
     fetch_image,
     malformed_error,
     refuse,
+    stream_error,
     timeout_error,
     tool_arguments,
     upstream_error,
@@ -95,6 +96,8 @@ class OllamaProvider(Provider):
         # Connect time is bounded per client; each call's total and first-token budget by Deadline.
         self._client = ollama.AsyncClient(
             host=self.host,
+            # A redirect would carry the prompt (and any auth header) to another host.
+            follow_redirects=False,
             timeout=httpx.Timeout(None, connect=5.0),
             limits=httpx.Limits(max_connections=config.max_connections),
             event_hooks={"response": [_raise_with_headers]},
@@ -302,9 +305,7 @@ class OllamaProvider(Provider):
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code < 400:
                 # An error line inside a 200 stream carries no status.
-                return UpstreamError(
-                    f"provider '{self.name}' failed mid-stream: {exc.error}", provider=self.name
-                )
+                return stream_error(self.name, str(exc.error))
             return upstream_error(self.name, exc.status_code, str(exc.error))
         if isinstance(exc, httpx.TimeoutException):
             return timeout_error(self.name)
@@ -327,7 +328,7 @@ class _StatusError(Exception):
 
 async def _raise_with_headers(response: httpx.Response) -> None:
     # An httpx response hook runs before ollama's raise_for_status, so Retry-After survives.
-    if response.status_code < 400:
+    if response.status_code < 300:
         return
     body = await response.aread()
     try:

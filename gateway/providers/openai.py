@@ -16,7 +16,7 @@ import openai
 import orjson
 
 from gateway.config import ModelConfig, ProviderConfig
-from gateway.errors import GatewayError, RateLimitError, UpstreamError
+from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
     Deadline,
@@ -28,6 +28,7 @@ from gateway.providers.mapping import (
     encode_embedding,
     malformed_error,
     missing_key,
+    stream_error,
     timeout_error,
     upstream_error,
 )
@@ -246,16 +247,16 @@ class OpenAIProvider(Provider):
                 headers=exc.response.headers,
                 code=exc.code,
                 param=exc.param,
+                upstream_type=getattr(exc, "type", None),
             )
         if isinstance(exc, openai.APIError):
             # An error event inside a 200 stream: no status, only the error object.
-            message = f"provider '{self.name}' failed mid-stream: {exc.message}"
             kind = f"{exc.code} {exc.type}"
             if "rate_limit" in kind:
-                return RateLimitError(message, provider=self.name)
+                return upstream_error(self.name, 429, exc.message, upstream_type=exc.type)
             if "context_length" in kind:
                 return upstream_error(self.name, 400, exc.message, code=exc.code)
-            return UpstreamError(message, provider=self.name)
+            return stream_error(self.name, exc.message)
         if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return cut_error(self.name)
         if isinstance(exc, (ValueError, httpx2.DecodingError)):

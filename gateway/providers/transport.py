@@ -53,7 +53,7 @@ class TimedTransport(httpx2.AsyncBaseTransport):
 
 
 def pooled_client(config: ProviderConfig) -> httpx2.AsyncClient:
-    """One connection pool per provider per replica, timed at the wire; SDK defaults kept."""
+    """One connection pool per provider per replica, timed at the wire, redirects refused."""
     limits = httpx2.Limits(
         max_connections=config.max_connections,
         max_keepalive_connections=min(config.max_connections, 100),
@@ -62,5 +62,6 @@ def pooled_client(config: ProviderConfig) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
         transport=transport,
         timeout=httpx2.Timeout(600.0, connect=5.0),
-        follow_redirects=True,
+        # Never: a 307 to another host would carry our API key and the prompt there.
+        follow_redirects=False,
     )

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 # ------------------------------------------------------------------------------ the script
@@ -160,6 +160,8 @@ class ProtocolServer:
         self.files: dict[str, tuple[str, bytes]] = {}
         self._script: deque[Reply] = deque()
         self.default_reply = Reply()
+        # When set, every request is recorded and answered with a 307 to this URL + its path.
+        self.redirect_to: str | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -171,7 +173,7 @@ class ProtocolServer:
 
     def start(self) -> ProtocolServer:
         files = Route("/files/{name}", self._file, methods=["GET"])
-        app = Starlette(routes=[*self.routes(), files])
+        app = self._redirecting(Starlette(routes=[*self.routes(), files]))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -190,6 +192,16 @@ class ProtocolServer:
                 raise RuntimeError(f"{self.name} protocol server did not start")
             time.sleep(0.01)
         return self
+
+    def _redirecting(self, app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or self.redirect_to is None:
+                return await app(scope, receive, send)
+            await self.record(Request(scope, receive))
+            target = self.redirect_to + scope["path"]
+            await RedirectResponse(target, status_code=307)(scope, receive, send)
+
+        return wrapped
 
     def stop(self) -> None:
         if self._server is not None:
@@ -224,6 +236,7 @@ class ProtocolServer:
         self._script.clear()
         self.received.clear()
         self.default_reply = Reply()
+        self.redirect_to = None
 
     def next_reply(self) -> Reply:
         return self._script.popleft() if self._script else self.default_reply

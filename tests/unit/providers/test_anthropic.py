@@ -310,4 +310,4 @@ async def test_a_tool_use_turn_without_its_thinking_is_refused_upstream(
     )
     with pytest.raises(InvalidRequestError) as caught:
         await anthropic_upstream.provider.complete(request, model)
-    assert "thinking" in caught.value.message or "reasoning" in caught.value.message
+    assert "thinking" in caught.value.upstream_detail or "reasoning" in caught.value.upstream_detail

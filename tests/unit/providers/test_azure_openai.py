@@ -48,7 +48,7 @@ async def test_content_filter_400_is_a_content_filter_error(azure_upstream: Upst
     with pytest.raises(ContentFilterError) as caught:
         await azure_upstream.provider.complete(azure_upstream.request("Hi"), azure_upstream.model)
     assert caught.value.status_code == 400 and caught.value.code == "content_filter"
-    assert "content management policy" in caught.value.message
+    assert "content management policy" in caught.value.upstream_detail
 
 
 async def test_a_filtered_answer_finishes_with_content_filter(azure_upstream: Upstream) -> None:

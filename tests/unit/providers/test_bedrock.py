@@ -46,7 +46,7 @@ async def test_a_wrong_secret_fails_the_signature_check(
     finally:
         await provider.aclose()
     assert caught.value.code == "upstream_auth_failed"
-    assert "signature" in caught.value.message
+    assert "signature" in caught.value.upstream_detail
 
 
 async def test_system_inference_config_and_metadata(bedrock_upstream: Upstream) -> None:
@@ -209,7 +209,7 @@ async def test_an_in_stream_throttling_exception_is_a_429(bedrock_upstream: Upst
     )
     with pytest.raises(RateLimitError) as caught:
         await bedrock_upstream.collect(bedrock_upstream.request("Hi"))
-    assert "Too many requests" in caught.value.message
+    assert "Too many requests" in caught.value.upstream_detail
 
 
 @pytest.mark.parametrize(
@@ -366,4 +366,4 @@ async def test_a_tool_use_turn_without_its_thinking_is_refused_upstream(
     )
     with pytest.raises(InvalidRequestError) as caught:
         await bedrock_upstream.provider.complete(request, model)
-    assert "thinking" in caught.value.message or "reasoning" in caught.value.message
+    assert "thinking" in caught.value.upstream_detail or "reasoning" in caught.value.upstream_detail
