@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -218,9 +219,15 @@ class OllamaProvider(Provider):
         state = _StreamState(request, self.name)
         try:
             parts = await deadline.first(self._client.chat(**params, stream=True))
-            async for part in deadline.events(parts):
-                for chunk in self._chunks(part, chunks, state):
-                    yield chunk
+            try:
+                async with aclosing(deadline.events(parts)) as events:
+                    async for part in events:
+                        for chunk in self._chunks(part, chunks, state):
+                            yield chunk
+            finally:
+                # A consumer that stops early (a client gone) must release the connection now,
+                # not when the SDK's generator is collected.
+                await parts.aclose()
         except Exception as exc:
             raise self._error(exc) from exc
         if state.usage is None:

@@ -163,3 +163,20 @@ async def test_an_unknown_model_is_a_404(ollama_upstream: Upstream) -> None:
         await ollama_upstream.provider.complete(
             ollama_upstream.request("Hi"), ollama_upstream.with_model(upstream="nope")
         )
+
+
+def _busy_connections(upstream: Upstream) -> list[object]:
+    pool = upstream.provider._client._client._transport._pool  # type: ignore[attr-defined]
+    return [c for c in pool.connections if not (c.is_idle() or c.is_closed())]
+
+
+async def test_a_stream_the_consumer_stops_releases_its_connection(
+    ollama_upstream: Upstream,
+) -> None:
+    ollama_upstream.server.script(Reply(text="word " * 400, chunk_chars=3))
+    stream = ollama_upstream.provider.stream(ollama_upstream.request("Hi"), ollama_upstream.model)
+    await anext(stream)
+    await anext(stream)
+    assert _busy_connections(ollama_upstream), "the stream holds a connection while read"
+    await stream.aclose()
+    assert _busy_connections(ollama_upstream) == []
