@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -20,9 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
     Table,
-    case,
     delete,
-    func,
     insert,
     select,
     text,
@@ -34,22 +31,19 @@ from sqlalchemy.exc import IntegrityError
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import ConflictError
 from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
-from gateway.store.records import ApiKey, AuditEvent, UsageRecord, UsageSummary, utcnow
+from gateway.store.records import ApiKey, utcnow
 from gateway.store.schema import (
     ApiKeyRow,
-    AuditRow,
     ModelRow,
     ProviderRow,
     RegistryMetaRow,
-    UsageRow,
 )
+from gateway.store.usage import UsageTables
 
 log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same in every process migrating one database.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777  # "llmgw"
-
-GroupBy = Literal["tenant", "model", "provider", "upstream", "key_id", "status"]
 
 
 class RegistryState(NamedTuple):
@@ -68,7 +62,7 @@ class StaleRegistryError(RuntimeError):
     """
 
 
-class Store:
+class Store(UsageTables):
     """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
 
     def __init__(self, url: str | URL) -> None:
@@ -160,93 +154,6 @@ class Store:
             if config_hash is not None:
                 meta.append({"key": "config_hash", "value": config_hash})
             _upsert(conn, RegistryMetaRow.__table__, meta, "key")
-
-    # ------------------------------------------------------------------ usage and audit
-
-    def write_usage(self, records: Sequence[UsageRecord]) -> int:
-        """Insert usage records in one batch; returns how many were written."""
-        if not records:
-            return 0
-        with self._writing() as conn:
-            conn.execute(insert(UsageRow), [asdict(r) for r in records])
-        return len(records)
-
-    def write_audit(self, events: Sequence[AuditEvent]) -> int:
-        """Insert audit events in one batch; returns how many were written."""
-        if not events:
-            return 0
-        with self._writing() as conn:
-            conn.execute(insert(AuditRow), [asdict(e) for e in events])
-        return len(events)
-
-    def usage_summary(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        tenant: str | None = None,
-        model: str | None = None,
-        key_id: str | None = None,
-        group_by: Sequence[GroupBy] = ("tenant", "model"),
-    ) -> list[UsageSummary]:
-        """Totals of usage in [since, until), filtered and grouped by the named columns."""
-        groups = [getattr(UsageRow, column) for column in group_by]
-        query = select(
-            *groups,
-            func.count(),
-            func.coalesce(func.sum(case((UsageRow.status >= 400, 1), else_=0)), 0),
-            func.coalesce(func.sum(UsageRow.prompt_tokens), 0),
-            func.coalesce(func.sum(UsageRow.completion_tokens), 0),
-            func.coalesce(func.sum(UsageRow.cached_tokens), 0),
-            func.coalesce(func.sum(UsageRow.cost_usd), 0.0),
-            func.avg(UsageRow.latency_ms),
-        )
-        query = query.where(*_usage_filters(since, until, tenant, model, key_id))
-        query = query.group_by(*groups).order_by(*groups)
-        with self._reading() as conn:
-            rows = conn.execute(query).all()
-        n = len(groups)
-        return [
-            UsageSummary(
-                group=dict(zip(group_by, row[:n], strict=True)),
-                requests=int(row[n]),
-                errors=int(row[n + 1]),
-                prompt_tokens=int(row[n + 2]),
-                completion_tokens=int(row[n + 3]),
-                cached_tokens=int(row[n + 4]),
-                cost_usd=float(row[n + 5]),
-                avg_latency_ms=None if row[n + 6] is None else float(row[n + 6]),
-            )
-            for row in rows
-        ]
-
-    def list_usage(
-        self,
-        *,
-        since: datetime | None = None,
-        tenant: str | None = None,
-        model: str | None = None,
-        limit: int = 100,
-    ) -> list[UsageRecord]:
-        """The newest usage records, newest first."""
-        columns = [c for c in UsageRow.__table__.columns if c.name != "id"]
-        query = (
-            select(*columns)
-            .where(*_usage_filters(since, None, tenant, model, None))
-            .order_by(UsageRow.at.desc(), UsageRow.id.desc())
-            .limit(limit)
-        )
-        with self._reading() as conn:
-            return [UsageRecord(**row._asdict()) for row in conn.execute(query)]
-
-    def list_audit(self, *, tenant: str | None = None, limit: int = 100) -> list[AuditEvent]:
-        """The newest audit events, newest first."""
-        columns = [c for c in AuditRow.__table__.columns if c.name != "id"]
-        query = select(*columns).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
-        if tenant is not None:
-            query = query.where(AuditRow.tenant == tenant)
-        with self._reading() as conn:
-            return [AuditEvent(**row._asdict()) for row in conn.execute(query)]
 
     # ------------------------------------------------------------------ API keys
 
@@ -342,27 +249,6 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
         set_={column: statement.excluded[column] for column in rows[0] if column != key},
     )
     conn.execute(statement, rows)
-
-
-def _usage_filters(
-    since: datetime | None,
-    until: datetime | None,
-    tenant: str | None,
-    model: str | None,
-    key_id: str | None,
-) -> list[Any]:
-    filters: list[Any] = []
-    if since is not None:
-        filters.append(UsageRow.at >= since)
-    if until is not None:
-        filters.append(UsageRow.at < until)
-    if tenant is not None:
-        filters.append(UsageRow.tenant == tenant)
-    if model is not None:
-        filters.append(UsageRow.model == model)
-    if key_id is not None:
-        filters.append(UsageRow.key_id == key_id)
-    return filters
 
 
 def _load(kind: type[Any], table: str, name: str, data: Any) -> Any:
