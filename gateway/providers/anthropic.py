@@ -22,6 +22,7 @@ import httpx2
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.images import parse_data_url
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
     THINKING_FIELD,
@@ -35,7 +36,6 @@ from gateway.providers.mapping import (
     malformed_error,
     merge_turns,
     missing_key,
-    parse_data_url,
     refuse,
     thinking_blocks_of,
     timeout_error,

@@ -28,7 +28,6 @@ import boto3
 import botocore.eventstream
 import botocore.exceptions
 import botocore.parsers
-import httpx
 import urllib3.exceptions
 from botocore.config import Config
 
@@ -36,6 +35,7 @@ from gateway.config import ConfigError, ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.bedrock_embeddings import family_for, invoke
+from gateway.providers.images import ImageFetcher, check_image_count
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
     THINKING_FIELD,
@@ -46,7 +46,6 @@ from gateway.providers.mapping import (
     connection_error,
     cut_error,
     encode_embedding,
-    fetch_image,
     malformed_error,
     merge_turns,
     refuse,
@@ -146,15 +145,16 @@ class BedrockProvider(Provider):
         # One botocore client per distinct (connect, read) timeout pair; usually exactly one.
         self._clients: dict[tuple[float, float], Any] = {}
         self._clients_lock = threading.Lock()
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self.images = ImageFetcher()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.images.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         super().check(request, model)
         check_capabilities(request, model)
+        check_image_count(request)
         if request.modalities and set(request.modalities) != {"text"}:
             raise refuse("modalities", self.type, "only text output")
         if request.parallel_tool_calls is False:
@@ -275,8 +275,8 @@ class BedrockProvider(Provider):
         if isinstance(message.content, str):
             return {"role": "user", "content": [{"text": message.content}]}
         parts = message.content
-        images = await asyncio.gather(
-            *(fetch_image(p.image_url.url, self._http) for p in parts if isinstance(p, ImagePart))
+        images = await self.images.fetch_all(
+            [p.image_url.url for p in parts if isinstance(p, ImagePart)]
         )
         fetched = iter(images)
         blocks = []

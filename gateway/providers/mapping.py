@@ -1,5 +1,6 @@
-"""What the adapters share: upstream errors into our taxonomy, time budgets, images as bytes,
-JSON-output checks, tool-call stream deltas and embedding encodings.
+"""What the adapters share: upstream errors into our taxonomy, time budgets, JSON-output
+checks, tool-call stream deltas and embedding encodings (images: `images.py`; schemas:
+`schemas.py`).
 
 Each adapter keeps its own three converters (request, response, stream event); this module
 holds only what would otherwise be written five times.
@@ -18,8 +19,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import httpx
 
 from gateway.config import ModelConfig, ProviderConfig, Timeouts
 from gateway.errors import (
@@ -255,79 +254,6 @@ def refuse(param: str, provider_type: str, detail: str = "") -> InvalidRequestEr
     return InvalidRequestError(
         f"'{param}' is not supported by provider type '{provider_type}'{suffix}", param=param
     )
-
-
-# ------------------------------------------------------------------------------ images
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """An image's bytes and media type, for providers that take bytes rather than URLs."""
-
-    media_type: str
-    data: bytes
-
-    @property
-    def format(self) -> str:
-        """`png`, `jpeg`, `gif` or `webp`: the short name Bedrock wants."""
-        return self.media_type.split("/", 1)[1]
-
-    def b64(self) -> str:
-        return base64.b64encode(self.data).decode()
-
-
-_MAX_IMAGE_BYTES = 20 * 1024 * 1024
-_MAGIC = (
-    (b"\x89PNG", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"RIFF", "image/webp"),
-)
-
-
-def _sniff(data: bytes, declared: str | None) -> str:
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    if declared in {"image/png", "image/jpeg", "image/gif", "image/webp"}:
-        return declared
-    raise InvalidRequestError("image_url is not a PNG, JPEG, GIF or WebP image", param="messages")
-
-
-def parse_data_url(url: str) -> ImageData:
-    """The image inside a `data:image/...;base64,` URL."""
-    head, _, payload = url.partition(",")
-    if not head.startswith("data:") or ";base64" not in head:
-        raise InvalidRequestError("image_url data URLs must be base64-encoded", param="messages")
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except ValueError:
-        raise InvalidRequestError(
-            "image_url data URL is not valid base64", param="messages"
-        ) from None
-    return ImageData(_sniff(data, head[5:].split(";", 1)[0]), data)
-
-
-async def fetch_image(url: str, http: httpx.AsyncClient) -> ImageData:
-    """The image at a data: or http(s) URL, fetched with httpx when the provider needs bytes."""
-    if url.startswith("data:"):
-        return parse_data_url(url)
-    if not url.startswith(("http://", "https://")):
-        raise InvalidRequestError("image_url must be a data: or http(s) URL", param="messages")
-    try:
-        response = await http.get(url, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise InvalidRequestError(
-            f"could not fetch image_url {url}: {exc}", param="messages"
-        ) from None
-    if response.status_code != 200:
-        raise InvalidRequestError(
-            f"could not fetch image_url {url}: HTTP {response.status_code}", param="messages"
-        )
-    if len(response.content) > _MAX_IMAGE_BYTES:
-        raise InvalidRequestError(f"image_url {url} is larger than 20 MiB", param="messages")
-    declared = response.headers.get("content-type", "").split(";")[0].strip()
-    return ImageData(_sniff(response.content, declared), response.content)
 
 
 # ------------------------------------------------------------------------------ JSON output

@@ -23,6 +23,7 @@ import pydantic
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.images import ImageFetcher, check_image_count
 from gateway.providers.mapping import (
     Deadline,
     StreamedAnswer,
@@ -31,7 +32,6 @@ from gateway.providers.mapping import (
     connection_error,
     cut_error,
     encode_embedding,
-    fetch_image,
     malformed_error,
     refuse,
     stream_error,
@@ -103,15 +103,16 @@ class OllamaProvider(Provider):
             limits=httpx.Limits(max_connections=config.max_connections),
             event_hooks={"response": [_raise_with_headers]},
         )
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self.images = ImageFetcher()
 
     async def aclose(self) -> None:
         await self._client.close()
-        await self._http.aclose()
+        await self.images.aclose()
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         super().check(request, model)
         check_capabilities(request, model)
+        check_image_count(request)
         if request.modalities and set(request.modalities) != {"text"}:
             raise refuse("modalities", self.type, "only text output")
         choice = request.tool_choice
@@ -175,7 +176,7 @@ class OllamaProvider(Provider):
         parts = message.content if isinstance(message.content, list) else []
         urls = [p.image_url.url for p in parts if isinstance(p, ImagePart)]
         if urls:
-            images = await asyncio.gather(*(fetch_image(url, self._http) for url in urls))
+            images = await self.images.fetch_all(urls)
             out["images"] = [image.b64() for image in images]
         return out
 

@@ -158,6 +158,9 @@ class ProtocolServer:
         self.received: list[Received] = []
         # Bytes served at GET /files/{name}: images for http image_url parts.
         self.files: dict[str, tuple[str, bytes]] = {}
+        # GET /files/{name} answered with a 302 to this URL instead.
+        self.file_redirects: dict[str, str] = {}
+        self.file_requests: list[str] = []
         self._script: deque[Reply] = deque()
         self.default_reply = Reply()
         # When set, every request is recorded and answered with a 307 to this URL + its path.
@@ -221,6 +224,9 @@ class ProtocolServer:
 
     async def _file(self, request: Request) -> Response:
         name = request.path_params["name"]
+        self.file_requests.append(name)
+        if name in self.file_redirects:
+            return RedirectResponse(self.file_redirects[name], status_code=302)
         if name not in self.files:
             return Response(status_code=404)
         media_type, data = self.files[name]
@@ -237,6 +243,8 @@ class ProtocolServer:
         self.received.clear()
         self.default_reply = Reply()
         self.redirect_to = None
+        self.file_redirects.clear()
+        self.file_requests.clear()
 
     def next_reply(self) -> Reply:
         return self._script.popleft() if self._script else self.default_reply

@@ -12,6 +12,7 @@ import pytest
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
+from gateway.providers.images import ImageFetcher
 from gateway.wire import ChatCompletionChunk, ChatCompletionRequest
 from tests.protocol_servers import SERVERS
 from tests.protocol_servers.base import ProtocolServer
@@ -142,7 +143,11 @@ def make_upstream(kind: str, server: ProtocolServer) -> Upstream:
             upstream=setup.embed_model,
             capabilities=["embeddings"],
         )
-    return Upstream(kind, server, build_provider(config), model, embed)
+    provider = build_provider(config)
+    if isinstance(getattr(provider, "images", None), ImageFetcher):
+        # The protocol servers serve images from loopback, which production refuses.
+        provider.images.allow_address = lambda address: True
+    return Upstream(kind, server, provider, model, embed)
 
 
 @pytest.fixture(scope="session")
