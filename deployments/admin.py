@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
 
-from deployments.pool import unwrap
+from deployments.pool import RAY_ERRORS, unwrap
 
 
 async def _call(method: Any, *args: Any) -> Any:
     try:
         return await method.remote(*args)
-    except (RayTaskError, RayActorError) as error:
+    except RAY_ERRORS as error:
         raise unwrap(error) from None
 
 
@@ -49,7 +49,8 @@ class ActorAdmin:
         return await self._change(self.registry.remove, name)
 
     async def status(self) -> dict[str, Any]:
-        status = serve.status()
+        # serve.status() blocks on the controller: keep it off this replica's event loop.
+        status = await asyncio.to_thread(serve.status)
         apps = {}
         for app_name, app in status.applications.items():
             apps[app_name] = {

@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskError
+from ray.exceptions import TaskCancelledError as RayTaskCancelledError
+from ray.serve.exceptions import BackPressureError, RayServeException
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, ServiceUnavailableError
+from gateway.pipeline.invoker import CANCELLED
 from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream
 from gateway.providers.framing import Completed, StreamItem
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest
@@ -47,14 +50,35 @@ class ProviderPool:
         return await self.upstream.adapter(provider).discover()
 
 
+# What a handle call can raise besides the callee's own exception.
+RAY_ERRORS = (RayError, RayServeException)
+
+
 def unwrap(error: BaseException) -> BaseException:
-    """The gateway error a pool raised, out of Ray's wrapper; a dead pool is a 503."""
+    """The gateway error a pool raised, out of Ray's wrapper; Ray's own trouble (a dead or
+    overloaded pool, memory pressure) is a 503 that falls back to another candidate, and a
+    cancelled call a 503 that does not."""
     if isinstance(error, RayTaskError):
         cause = getattr(error, "cause", None)
         if isinstance(cause, GatewayError):
             return cause
+        if isinstance(cause, RAY_ERRORS):
+            return unwrap(cause)
+        return error
+    if isinstance(error, BackPressureError):
+        return ServiceUnavailableError(
+            "the provider pool is at capacity (too many queued requests)",
+            code="pool_at_capacity",
+            retry_after=error.retry_after_s or 1.0,
+        )
+    if isinstance(error, RayTaskCancelledError):
+        return ServiceUnavailableError("the provider call was cancelled", code=CANCELLED)
     if isinstance(error, RayActorError):
         return ServiceUnavailableError(f"provider pool unavailable: {error}")
+    if isinstance(error, OutOfMemoryError):
+        return ServiceUnavailableError("the provider pool ran out of memory", code="pool_oom")
+    if isinstance(error, RAY_ERRORS):
+        return ServiceUnavailableError(f"provider pool unavailable: {type(error).__name__}")
     return error
 
 
@@ -89,7 +113,7 @@ class PoolUpstream:
     ) -> Completed:
         try:
             return await self._pool(provider).complete.remote(provider, request, model)
-        except (RayTaskError, RayActorError) as error:
+        except RAY_ERRORS as error:
             raise unwrap(error) from None
 
     async def embed(
@@ -97,7 +121,7 @@ class PoolUpstream:
     ) -> Completed:
         try:
             return await self._pool(provider).embed.remote(provider, request, model)
-        except (RayTaskError, RayActorError) as error:
+        except RAY_ERRORS as error:
             raise unwrap(error) from None
 
     def stream(
@@ -114,7 +138,7 @@ async def relay(response: Any) -> AsyncIterator[Any]:
         async for item in response:
             yield item
         done = True
-    except (RayTaskError, RayActorError) as error:
+    except RAY_ERRORS as error:
         done = True
         raise unwrap(error) from None
     finally:

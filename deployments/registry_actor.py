@@ -3,6 +3,10 @@
 Replicas never call it on the request path. Each holds a snapshot and keeps a `watch` long poll
 open, which returns the moment the registry or its live statistics move on. The actor restores
 itself from the store when Ray restarts it.
+
+Everything that changes the registry (and so may write to the store) runs on one worker
+thread, in the order it arrived: a slow or locked database delays changes, never the event
+loop that answers every replica's `watch`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import ray
 from ray.actor import ActorHandle
@@ -27,6 +32,8 @@ log = logging.getLogger("llmgw.registry")
 
 REGISTRY_NAME = "llmgw-registry"
 NAMESPACE = "llmgw"
+
+T = TypeVar("T")
 
 
 # Calls whose retry after an actor restart is safe: reads, and changes that are no-ops when
@@ -52,6 +59,8 @@ class RegistryActor:
         if config is not None and not (restarted and self._registry.config_hash is not None):
             self._registry.apply_config(config)
         self._stats_interval_s = stats_interval_s
+        # One thread: changes stay serialised, as they were on the loop.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmgw-registry")
         self._changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
         log.info(
@@ -65,37 +74,37 @@ class RegistryActor:
 
     async def register_model(self, model: ModelConfig | Mapping[str, Any]) -> int:
         """Add a model; returns the registry version."""
-        return self._changed_to(self._registry.register_model(model))
+        return self._changed_to(await self._write(self._registry.register_model, model))
 
     async def update_model(self, name: str, changes: Mapping[str, Any]) -> int:
         """Change fields of a model (nested mappings merge); returns the registry version."""
-        return self._changed_to(self._registry.update_model(name, changes))
+        return self._changed_to(await self._write(self._registry.update_model, name, changes))
 
     async def deprecate(self, name: str) -> int:
         """Mark a model deprecated; returns the registry version."""
-        return self._changed_to(self._registry.deprecate(name))
+        return self._changed_to(await self._write(self._registry.deprecate, name))
 
     @ray.method(max_task_retries=0)
     async def remove(self, name: str) -> int:
         """Remove a model; returns the registry version."""
-        return self._changed_to(self._registry.remove(name))
+        return self._changed_to(await self._write(self._registry.remove, name))
 
     async def register_provider(self, provider: ProviderConfig | Mapping[str, Any]) -> int:
         """Add a provider; returns the registry version."""
-        return self._changed_to(self._registry.register_provider(provider))
+        return self._changed_to(await self._write(self._registry.register_provider, provider))
 
     async def update_provider(self, name: str, changes: Mapping[str, Any]) -> int:
         """Change fields of a provider; returns the registry version."""
-        return self._changed_to(self._registry.update_provider(name, changes))
+        return self._changed_to(await self._write(self._registry.update_provider, name, changes))
 
     @ray.method(max_task_retries=0)
     async def remove_provider(self, name: str) -> int:
         """Remove a provider no model uses; returns the registry version."""
-        return self._changed_to(self._registry.remove_provider(name))
+        return self._changed_to(await self._write(self._registry.remove_provider, name))
 
     async def apply_config(self, config: GatewayConfig) -> int:
         """Upsert a (changed) config file's providers and models; returns the version."""
-        return self._changed_to(self._registry.apply_config(config))
+        return self._changed_to(await self._write(self._registry.apply_config, config))
 
     # ------------------------------------------------------------------ reading
 
@@ -127,7 +136,7 @@ class RegistryActor:
     async def report(self, samples: list[CallSample]) -> None:
         """Call samples from a replica (sent in batches about once a second)."""
         self._start_ticker()
-        if self._registry.record(samples):
+        if await self._write(self._registry.record, samples):
             self._notify()
 
     async def status(self) -> dict[str, Any]:
@@ -142,6 +151,10 @@ class RegistryActor:
         }
 
     # ------------------------------------------------------------------ internals
+
+    async def _write(self, change: Callable[..., T], *args: Any) -> T:
+        """Run `change` on the writer thread, after every change that came before it."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, change, *args)
 
     def _changed_to(self, version: int) -> int:
         self._start_ticker()
@@ -163,7 +176,7 @@ class RegistryActor:
         while True:
             await asyncio.sleep(self._stats_interval_s)
             try:
-                if self._registry.refresh_stats():
+                if await self._write(self._registry.refresh_stats):
                     self._notify()
             except Exception:
                 log.exception("registry: refreshing stats failed")

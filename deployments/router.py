@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
 
-from deployments.pool import relay, replica_upstream, unwrap
+from deployments.pool import RAY_ERRORS, relay, replica_upstream, unwrap
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
 from gateway.providers.framing import Completed, StreamHead, StreamItem
@@ -95,7 +94,7 @@ class RouterInvoker:
             result, remote = await self.router.complete.remote(
                 request, decision, providers, embeddings
             )
-        except (RayTaskError, RayActorError) as error:
+        except RAY_ERRORS as error:
             raise unwrap(error) from None
         invocation.model, invocation.attempts = remote.model, remote.attempts
         self._mirror(remote)

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.config import state_dir
+from gateway.config import ConfigError, state_dir
 
 KEY_PREFIX = "sk-llmgw-"
 ADMIN_KEY_FILE = "admin.key"
@@ -56,10 +56,10 @@ def admin_key(env_var: str = "LLMGW_ADMIN_KEY", create: bool = True) -> AdminKey
     """
     from_env = os.environ.get(env_var)
     if from_env:
-        return AdminKey(hash_key(from_env))
+        return AdminKey(hash_key(_long_enough(from_env, f"${env_var}")))
     path = state_dir() / ADMIN_KEY_FILE
     if path.exists():
-        return AdminKey(hash_key(path.read_text().strip()), path=path)
+        return AdminKey(hash_key(_read_key_file(path)), path=path)
     if not create:
         return None
     key = new_key()
@@ -73,9 +73,40 @@ def read_admin_key(env_var: str = "LLMGW_ADMIN_KEY") -> str | None:
     """The admin key itself, for the CLI: from the environment or the state directory."""
     from_env = os.environ.get(env_var)
     if from_env:
-        return from_env
+        return _long_enough(from_env, f"${env_var}")
     path = state_dir() / ADMIN_KEY_FILE
-    return path.read_text().strip() if path.exists() else None
+    return _read_key_file(path) if path.exists() else None
+
+
+MIN_ADMIN_KEY_CHARS = 32
+
+
+def _long_enough(key: str, source: str) -> str:
+    key = key.strip()
+    if len(key) < MIN_ADMIN_KEY_CHARS:
+        raise ConfigError(
+            f"{source}: the admin key has {len(key)} characters; at least "
+            f"{MIN_ADMIN_KEY_CHARS} are required (delete it and let llmgw generate one, or "
+            "use 'python -c \"import secrets; print(secrets.token_urlsafe(32))\"')"
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> str:
+    """The key in `path`, if only this user owns and may read or write the file: anyone else
+    who could write it could make themselves admin."""
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path}: the admin key file belongs to another user (uid {info.st_uid}); remove "
+            "it, or make it yours with chown and 'chmod 600'"
+        )
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{path}: the admin key file is open to other users (mode "
+            f"{info.st_mode & 0o777:o}); run 'chmod 600 {path}'"
+        )
+    return _long_enough(path.read_text(), str(path))
 
 
 class KeyRing:

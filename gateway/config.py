@@ -158,12 +158,21 @@ class RoutingConfig(_Section):
     max_candidates: int = Field(default=3, ge=1)
     retries: RetryConfig = Field(default_factory=RetryConfig)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    request_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "one deadline for a whole request, every retry and fallback included; "
+            "default: the first candidate model's timeouts.total_s"
+        ),
+    )
 
 
+# Authentication comes first: no body is read or parsed for a caller without a key.
 DEFAULT_STEPS = [
-    "validate",
     "authenticate",
     "authorize",
+    "validate",
     "admit",
     "enrich",
     "route",
@@ -179,6 +188,29 @@ class PipelineConfig(_Section):
     steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     skip: dict[str, list[str]] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _callers_known_first(self) -> PipelineConfig:
+        steps = self.steps
+        if (
+            "validate" in steps
+            and "authenticate" in steps
+            and steps.index("validate") < steps.index("authenticate")
+        ):
+            raise _FieldError(
+                "pipeline.steps",
+                "'authenticate' before 'validate' (a body is read only once the caller "
+                f"is known), got {steps}",
+            )
+        for path, skipped in self.skip.items():
+            guarded = {"authenticate", "authorize"} & set(skipped)
+            if guarded and path.strip().lstrip("/").lower().startswith("admin"):
+                raise _FieldError(
+                    f"pipeline.skip.{path}",
+                    f"no '{sorted(guarded)[0]}' here: /admin paths always authenticate and "
+                    "authorize",
+                )
+        return self
+
 
 class ServerConfig(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -190,6 +222,10 @@ class ServerConfig(_Section):
     )
     queue_timeout_s: float = Field(
         default=60.0, gt=0, description="how long a call may wait for its turn before a 503"
+    )
+    docs: bool = Field(
+        default=False,
+        description="serve /docs and /openapi.json (without a key); off unless set",
     )
     inline_providers: list[ProviderType] = Field(
         default_factory=list,
@@ -345,9 +381,20 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
 
 
 def state_dir() -> Path:
-    """LLMGW_HOME (default ~/.llmgw): the SQLite file, the admin key, logs."""
+    """LLMGW_HOME (default ~/.llmgw): the SQLite file, the admin key, logs.
+
+    Created 0700; an existing one that another user owns, or that others may write, is
+    refused: whoever can write there can swap the admin key or the database.
+    """
     home = Path(os.environ.get("LLMGW_HOME") or Path.home() / ".llmgw").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = home.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ConfigError(
+            f"{home}: the state directory (LLMGW_HOME) must belong to this user and be "
+            f"writable by no one else (mode {info.st_mode & 0o777:o}); run "
+            f"'chmod 700 {home}' or point LLMGW_HOME at a private directory"
+        )
     return home
 
 

@@ -7,6 +7,7 @@ which tracks BPE tokenizers within ~20% on English prose.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from gateway.wire import ChatCompletionRequest, text_of
 
@@ -29,5 +30,27 @@ def count_prompt_tokens(request: ChatCompletionRequest) -> int:
         for call in getattr(message, "tool_calls", None) or []:
             total += count_tokens(call.function.name) + count_tokens(call.function.arguments)
     for tool in request.tools or []:
-        total += count_tokens(tool.function.name) + count_tokens(str(tool.function.parameters))
+        total += count_tokens(tool.function.name) + count_json_tokens(tool.function.parameters)
+    return total
+
+
+def count_json_tokens(value: Any) -> int:
+    """Estimated tokens of a JSON value (a tool's parameter schema), walked without recursion
+    so that no nesting depth can exhaust the stack."""
+    total = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            total += 2 * len(item) + 2  # quotes, colons and braces, roughly
+            for key, inner in item.items():
+                total += count_tokens(str(key))
+                pending.append(inner)
+        elif isinstance(item, (list, tuple)):
+            total += len(item) + 2
+            pending.extend(item)
+        elif isinstance(item, str):
+            total += count_tokens(item)
+        elif item is not None:
+            total += 1
     return total

@@ -10,7 +10,50 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+# Limits OpenAI documents, so a request it would refuse is refused here by the field's name.
+MAX_TOOLS = 128
+MAX_STOP = 4
+MAX_LOGIT_BIAS = 300
+MAX_METADATA = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_EMBEDDING_INPUTS = 2048
+# Beyond any model's output limit (each model's own limit is checked when routing), inside
+# every SDK's 32-bit integers.
+MAX_TOKENS = 2**31 - 1
+# Nesting of free-form JSON (tool parameter schemas, response schemas): deep enough for any
+# real schema, shallow enough for every recursive walk downstream.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply `value` nests (a scalar is 0), counted without recursion; stops counting
+    once past `limit`."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+            pending.extend((inner, depth) for inner in item)
+    return deepest
+
+
+def _bounded_depth(value: Any) -> Any:
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_depth)]
+Bias = Annotated[float, Field(ge=-100, le=100)]
 
 
 def _omit() -> Any:
@@ -105,7 +148,7 @@ def text_of(content: str | list[Any] | None) -> str:
 class FunctionDef(_Open):
     name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
 
 
@@ -128,7 +171,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 class JsonSchemaFormat(_Open):
     name: str
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonObject | None = Field(default=None, alias="schema")
     description: str | None = None
     strict: bool | None = None
 
@@ -151,8 +194,8 @@ class RouteHints(_Strict):
     )
     max_cost_per_mtok: float | None = Field(default=None, ge=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
-    providers: list[str] | None = None
-    prefer: list[str] | None = None
+    providers: list[str] | None = Field(default=None, max_length=64)
+    prefer: list[str] | None = Field(default=None, max_length=64)
     fallback: bool = True
 
 
@@ -166,25 +209,25 @@ class ChatCompletionRequest(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = Field(default=None, ge=1, le=128)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     user: str | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, Bias] | None = Field(default=None, max_length=MAX_LOGIT_BIAS)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
-    modalities: list[str] | None = None
+    modalities: list[str] | None = Field(default=None, max_length=4)
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     # llmgw extensions
@@ -192,6 +235,27 @@ class ChatCompletionRequest(_Strict):
         Literal["chat", "summarization", "classification", "extraction", "research"] | None
     ) = None
     route: RouteHints | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences, got {len(value)}")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        if len(value) > MAX_METADATA:
+            raise ValueError(f"at most {MAX_METADATA} key-value pairs, got {len(value)}")
+        for key, text in value.items():
+            if len(key) > MAX_METADATA_KEY:
+                raise ValueError(f"keys of at most {MAX_METADATA_KEY} characters")
+            if len(text) > MAX_METADATA_VALUE:
+                raise ValueError(f"values of at most {MAX_METADATA_VALUE} characters")
+        return value
 
     def output_limit(self) -> int | None:
         """The client's cap on output tokens, whichever of the two fields it used."""
@@ -322,8 +386,13 @@ class EmbeddingRequest(_Strict):
     """The body of `POST /v1/embeddings`."""
 
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
-    dimensions: int | None = Field(default=None, ge=1)
+    input: (
+        str
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+        | Annotated[list[int], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+        | Annotated[list[list[int]], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    )
+    dimensions: int | None = Field(default=None, ge=1, le=65536)
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
     use_case: str | None = None

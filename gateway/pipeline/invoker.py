@@ -1,5 +1,6 @@
 """Calling the candidates of a route decision: retries with backoff, fallback, circuit breakers,
-and per-model timeouts. A stream falls back only before any of it reached the client.
+and per-model timeouts inside one deadline for the whole request. A stream falls back only
+before any of it reached the client.
 """
 
 from __future__ import annotations
@@ -25,16 +26,27 @@ from gateway.routing import CircuitBoard, RetryPolicy, RouteDecision
 T = TypeVar("T")
 
 
+# A call cancelled on its way (not by the upstream's doing): neither the model's fault nor
+# something another candidate would fix.
+CANCELLED = "upstream_cancelled"
+# The request's own deadline passed: no candidate has time left.
+DEADLINE = "request_timeout"
+
+
 def counts_against_circuit(error: GatewayError) -> bool:
     """Upstream trouble opens a circuit; a client's own bad request does not, nor an answer
     that misses the client's own schema (its class sets `counts_against_circuit` False)."""
     if not error.counts_against_circuit:
+        return False
+    if error.code in (CANCELLED, DEADLINE):
         return False
     return error.status_code >= 500 or error.status_code in (408, 429)
 
 
 def falls_back(error: GatewayError) -> bool:
     """Whether another candidate may succeed where this one failed."""
+    if error.code in (CANCELLED, DEADLINE):
+        return False
     return counts_against_circuit(error) or error.status_code == 404
 
 
@@ -78,16 +90,28 @@ class Invoker:
     ) -> None:
         self.upstream = upstream
         self.retry = RetryPolicy(config.retries)
+        self.request_timeout_s = config.request_timeout_s
         self.circuits = circuits
         self.clock = clock
+
+    def deadline(self, decision: RouteDecision) -> float:
+        """When the whole request must be done, every attempt included: `routing.
+        request_timeout_s`, else the first candidate's `timeouts.total_s`, from now."""
+        budget = self.request_timeout_s
+        if budget is None:
+            budget = decision.candidates[0].model.timeouts.total_s if decision.candidates else 0
+        return self.clock() + budget
 
     async def _chain(
         self,
         decision: RouteDecision,
         providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
-        call: Callable[[ProviderConfig, ModelConfig], Awaitable[T]],
+        call: Callable[[ProviderConfig, ModelConfig, float], Awaitable[T]],
     ) -> T:
+        """`call(provider, model, deadline)` for each candidate in turn, each attempt bounded
+        by the request's one deadline."""
+        deadline = self.deadline(decision)
         last: GatewayError | None = None
         for candidate in decision.candidates:
             model = candidate.model
@@ -96,7 +120,10 @@ class Invoker:
             attempt = 0
             while True:
                 now = self.clock()
-                if not breaker.allow(now):
+                if now >= deadline:
+                    raise self._expired(decision, last)
+                permit = breaker.acquire(now)
+                if permit is None:
                     last = ServiceUnavailableError(
                         f"model '{model.name}' is failing upstream; its circuit is open",
                         retry_after=breaker.retry_after(now),
@@ -105,28 +132,42 @@ class Invoker:
                     break
                 start = time.perf_counter()
                 try:
-                    result = await call(provider, model)
+                    result = await call(provider, model, deadline)
                 except GatewayError as error:
                     ms = (time.perf_counter() - start) * 1000
                     failed = counts_against_circuit(error)
                     invocation.attempts.append(
                         Attempt(model.name, provider.name, error.code, ms, failed)
                     )
-                    breaker.record(not failed, self.clock())
+                    breaker.record(not failed, self.clock(), permit)
                     if not falls_back(error):
                         raise
                     last = error
                     attempt += 1
                     if self.retry.should_retry(error, attempt):
-                        await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
+                        wait = self.retry.delay(attempt, error.retry_after)
+                        if self.clock() + wait >= deadline:
+                            raise self._expired(decision, last) from None
+                        await asyncio.sleep(wait)
                         continue
                     break
                 ms = (time.perf_counter() - start) * 1000
                 invocation.attempts.append(Attempt(model.name, provider.name, None, ms))
-                breaker.record(True, self.clock())
+                breaker.record(True, self.clock(), permit)
                 invocation.model = model
                 return result
         raise last or ServiceUnavailableError("no candidate model could be tried")
+
+    def _expired(self, decision: RouteDecision, last: GatewayError | None) -> GatewayError:
+        budget = self.request_timeout_s
+        if budget is None and decision.candidates:
+            budget = decision.candidates[0].model.timeouts.total_s
+        why = f" (last error: {last.message})" if last is not None else ""
+        return UpstreamTimeoutError(
+            f"the request did not finish within its deadline of {budget or 0:g} s, "
+            f"retries and fallbacks included{why}",
+            code=DEADLINE,
+        )
 
     async def complete(
         self,
@@ -138,14 +179,18 @@ class Invoker:
     ) -> Completed:
         """A non-streaming call (chat or embeddings) through the fallback chain."""
 
-        async def call(provider: ProviderConfig, model: ModelConfig) -> Completed:
+        async def call(provider: ProviderConfig, model: ModelConfig, deadline: float) -> Completed:
             fn = self.upstream.embed if embeddings else self.upstream.complete
+            left = deadline - self.clock()
+            limit = min(model.timeouts.total_s, left)
             try:
-                async with asyncio.timeout(model.timeouts.total_s):
+                async with asyncio.timeout(limit):
                     return await fn(provider, request, model)
             except TimeoutError:
+                if left <= model.timeouts.total_s:
+                    raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
-                    f"model '{model.name}' did not answer within {model.timeouts.total_s:g} s",
+                    f"model '{model.name}' did not answer within {limit:g} s",
                     provider=provider.name,
                 ) from None
 
@@ -160,12 +205,16 @@ class Invoker:
     ) -> StreamStart:
         """Open a stream through the fallback chain, up to its first content."""
 
-        async def call(provider: ProviderConfig, model: ModelConfig) -> StreamStart:
+        async def call(
+            provider: ProviderConfig, model: ModelConfig, deadline: float
+        ) -> StreamStart:
             started = self.clock()
+            total_deadline = min(started + model.timeouts.total_s, deadline)
+            first_token_s = min(model.timeouts.first_token_s, total_deadline - started)
             items = self.upstream.stream(provider, request, model)
             prefix: list[StreamItem] = []
             try:
-                async with asyncio.timeout(model.timeouts.first_token_s):
+                async with asyncio.timeout(first_token_s):
                     head = await anext(items)
                     if not isinstance(head, StreamHead):
                         raise UpstreamError("stream began without a head", provider=provider.name)
@@ -176,14 +225,16 @@ class Invoker:
                         prefix.append(nxt)
             except TimeoutError:
                 await _close(items)
+                if total_deadline - started <= first_token_s:
+                    raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
-                    f"model '{model.name}' sent no token within {model.timeouts.first_token_s:g} s",
+                    f"model '{model.name}' sent no token within {first_token_s:g} s",
                     provider=provider.name,
                 ) from None
             except BaseException:
                 await _close(items)
                 raise
-            return StreamStart(model, head, prefix, items, started + model.timeouts.total_s)
+            return StreamStart(model, head, prefix, items, total_deadline)
 
         return await self._chain(decision, providers, invocation, call)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 
 from gateway.config import ConfigError, PipelineConfig
@@ -29,6 +30,12 @@ DEFAULT_SKIPS: dict[str, list[str]] = {
     "/health": ["authenticate", "authorize", "admit"],
     "/health/ready": ["authenticate", "authorize", "admit"],
 }
+# Steps that run before the request body is read: a caller without a key costs no memory.
+GATE_STEPS = frozenset({"authenticate", "authorize"})
+# The plan of every path with no `skip` entry of its own.
+ANY_PATH = "*"
+
+BodyReader = Callable[[], Awaitable[bytes]]
 
 
 def load_step(spec: str, where: str) -> type[Step]:
@@ -57,21 +64,34 @@ class Pipeline:
             load_step(spec, f"pipeline.steps[{i}]")(services) for i, spec in enumerate(config.steps)
         ]
         self.skip = {**DEFAULT_SKIPS, **config.skip}
+        # Keyed by configured path or ANY_PATH, never by the raw path a client sent, so
+        # `GET /v1/models/<random>` cannot grow it.
         self._plans: dict[tuple[str, str], tuple[Step, ...]] = {}
 
     def plan(self, path: str, endpoint: Endpoint) -> tuple[Step, ...]:
-        key = (path, endpoint)
+        """The steps a request to `path` runs, in order."""
+        route = path if path in self.skip else ANY_PATH
+        key = (route, endpoint)
         plan = self._plans.get(key)
         if plan is None:
-            skipped = set(self.skip.get(path, ()))
+            skipped = set(self.skip.get(route, ()))
+            if endpoint == "admin":
+                skipped -= GATE_STEPS  # whatever the config says (it is refused at load, too)
             plan = tuple(s for s in self.steps if endpoint in s.endpoints and s.name not in skipped)
             self._plans[key] = plan
         return plan
 
-    async def run(self, ctx: RequestContext) -> None:
-        """Each step's `handle` in order; the first error stops the rest and is kept in ctx."""
+    async def run(self, ctx: RequestContext, body: BodyReader | None = None) -> None:
+        """Each step's `handle` in order; the first error stops the rest and is kept in ctx.
+
+        `body` reads the request body; it is called once the gate steps (authenticate,
+        authorize) have passed, right before the first step that may need it.
+        """
         try:
             for step in self.plan(ctx.path, ctx.endpoint):
+                if body is not None and step.name not in GATE_STEPS:
+                    ctx.body = await body()
+                    body = None
                 await step.handle(ctx)
         except GatewayError as error:
             ctx.error, ctx.status = error, error.status_code

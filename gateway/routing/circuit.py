@@ -3,7 +3,9 @@
 closed -> open after `failure_threshold` consecutive failures, or when the error rate over the
 last `window_s` reaches `error_rate` with at least `min_requests` calls; open for `open_s`; then
 half-open, letting exactly one probe through: its success closes the circuit, its failure
-re-opens it. Every method takes `now` from an injectable clock so tests never sleep.
+re-opens it. A call holds the permit `acquire` gave it, so only the probe's own outcome
+decides, never a late one from a call started earlier. Every method takes `now` from an
+injectable clock so tests never sleep.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class CircuitBreaker:
         self._open = False
         self._opened_at = 0.0
         self._probe_at: float | None = None  # when the half-open probe was let through
+        self._probe_permit = 0  # the permit the pending probe holds
+        self._permits = 0  # permits handed out so far; each call's is unique
         self._consecutive = 0
         self._bucket_s = config.window_s / _BUCKETS
         self._buckets: deque[list[float]] = deque()  # [bucket start, requests, errors]
@@ -93,22 +97,34 @@ class CircuitBreaker:
 
     def allow(self, now: float | None = None) -> bool:
         """Whether to make a call now; in half-open, True exactly once (the probe)."""
+        return self.acquire(now) is not None
+
+    def acquire(self, now: float | None = None) -> int | None:
+        """A permit for one call now (pass it to `record`), or None; in half-open, a permit
+        exactly once (the probe's)."""
         now = self.clock() if now is None else now
         state = self.state_at(now)
-        if state == CLOSED:
-            return True
-        if state == OPEN or self._probe_pending(now):
-            return False
-        self._probe_at = now
-        return True
+        if state == OPEN or (state == HALF_OPEN and self._probe_pending(now)):
+            return None
+        self._permits += 1
+        if state == HALF_OPEN:
+            self._probe_at = now
+            self._probe_permit = self._permits
+        return self._permits
 
-    def record(self, ok: bool, now: float | None = None) -> None:
-        """The outcome of a call that `allow` let through."""
+    def record(self, ok: bool, now: float | None = None, permit: int | None = None) -> None:
+        """The outcome of a call that `acquire` (or `allow`) let through.
+
+        With its `permit`, an outcome decides a half-open circuit only if it is the probe's;
+        without one, any outcome while the probe is out is taken as the probe's.
+        """
         now = self.clock() if now is None else now
         if self._open:
-            # Outcomes of calls started before the circuit opened say nothing new; only the
-            # probe's outcome decides.
+            # Outcomes of calls started before the circuit opened (or before the probe) say
+            # nothing new; only the probe's outcome decides.
             if self.state_at(now) == HALF_OPEN and self._probe_at is not None:
+                if permit is not None and permit != self._probe_permit:
+                    return
                 if ok:
                     self._close()
                 else:

@@ -20,7 +20,7 @@ from gateway.routing.table import Entry, capability_mask, money
 
 # Why a model was left out, in the order the filters apply. The order matters: when nothing
 # qualifies, the last filter that still had models to remove is the one the error names.
-OK, STATUS, POLICY, PROVIDERS, CAPABILITY, CONTEXT, COST, LATENCY, CIRCUIT = range(9)
+OK, STATUS, POLICY, PROVIDERS, CAPABILITY, OUTPUT, CONTEXT, COST, LATENCY, CIRCUIT = range(10)
 
 # The request parameter that asks for each capability, for a 400's `param`.
 CAPABILITY_PARAMS: dict[str, str] = {
@@ -55,6 +55,7 @@ class Constraints:
         "need",
         "needs",
         "now",
+        "output",
         "policy_cost",
         "policy_providers",
         "providers",
@@ -91,7 +92,8 @@ class Constraints:
             self.providers = policy.allowed_providers
         else:
             self.providers = request.providers & policy.allowed_providers
-        self.context = request.prompt_tokens + (request.max_output_tokens or 0)
+        self.output = request.max_output_tokens or 0
+        self.context = request.prompt_tokens + self.output
         self.request_cost = request.max_cost_per_mtok
         self.policy_cost = policy.max_cost_per_mtok
         if self.policy_cost is None or (
@@ -118,6 +120,8 @@ class Constraints:
             return PROVIDERS
         if e.caps & self.need != self.need:
             return CAPABILITY
+        if e.max_output < self.output:
+            return OUTPUT
         if e.context_window < self.context:
             return CONTEXT
         if self.max_cost is not None and e.price > self.max_cost:
@@ -136,6 +140,7 @@ class Constraints:
         """
         picked: list[Entry] = []
         need, context, models, providers = self.need, self.context, self.models, self.providers
+        output = self.output
         testing_ok, deprecated_ok, tripped = self.testing_ok, self.deprecated_ok, self.tripped
         max_cost = math.inf if self.max_cost is None else self.max_cost
         max_latency = math.inf if self.max_latency is None else self.max_latency
@@ -143,6 +148,7 @@ class Constraints:
             if (
                 e.caps & need != need
                 or e.context_window < context
+                or e.max_output < output
                 or e.price > max_cost
                 or (e.p50 is not None and e.p50 > max_latency)
                 or (e.testing and not testing_ok)
@@ -185,6 +191,8 @@ class Constraints:
             return f"provider '{e.provider}' is not in route.providers"
         if code == CAPABILITY:
             return f"does not support {', '.join(self.missing(e))}"
+        if code == OUTPUT:
+            return f"output limit {e.max_output} tokens < {self.output} asked for"
         if code == CONTEXT:
             return f"context window {e.context_window} tokens < {self.context} needed"
         if code == COST:
@@ -239,6 +247,13 @@ def diagnose(use_case: str, served: list[Entry], c: Constraints) -> GatewayError
         return InvalidRequestError(
             f"{where} supports {', '.join(needs)} together.",
             param=CAPABILITY_PARAMS.get(needs[0]),
+        )
+    if stage == OUTPUT:
+        largest = max(e.max_output for e in last)
+        return InvalidRequestError(
+            f"{where} can write {c.output} tokens: the largest output limit is {largest} "
+            f"({c.request.output_param}).",
+            param=c.request.output_param,
         )
     if stage == CONTEXT:
         largest = max(e.context_window for e in last)

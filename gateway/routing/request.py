@@ -42,6 +42,7 @@ class RouteRequest:
     needs: frozenset[str] = frozenset()
     prompt_tokens: int = 0
     max_output_tokens: int | None = None
+    output_param: str = "max_tokens"  # which request field set max_output_tokens
     max_cost_per_mtok: float | None = None
     max_latency_ms: float | None = None
     providers: frozenset[str] | None = None

@@ -11,7 +11,12 @@ import math
 from typing import get_args
 
 from gateway.config import RoutingConfig, Strategy
-from gateway.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from gateway.errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ServiceUnavailableError,
+)
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing.circuit import CircuitBoard
 from gateway.routing.decision import Candidate, RouteDecision
@@ -93,6 +98,7 @@ def _plan_named(
             param=CAPABILITY_PARAMS.get(missing),
             code="unsupported_parameter",
         )
+    _check_size(request, head)
     candidates: list[Candidate] = []
     rejected: list[tuple[str, str]] = []
     wait = math.inf
@@ -120,6 +126,28 @@ def _plan_named(
             provider=head.provider,
         )
     return RouteDecision("named", candidates, rejected)
+
+
+def _check_size(request: RouteRequest, head: Entry) -> None:
+    """A named model must be able to take the prompt and write what was asked, before any
+    provider is called (its fallbacks are filtered on the same tests)."""
+    output = request.max_output_tokens or 0
+    if output > head.max_output:
+        raise InvalidRequestError(
+            f"{request.output_param} is too large: {output}. The model '{request.model}' "
+            f"supports at most {head.max_output} completion tokens.",
+            param=request.output_param,
+            code="invalid_value",
+        )
+    needed = request.prompt_tokens + output
+    if needed > head.context_window:
+        raise ContextLengthError(
+            f"This model's maximum context length is {head.context_window} tokens. However, "
+            f"you requested about {needed} tokens ({request.prompt_tokens} in the messages, "
+            f"{output} in the completion). Please reduce the length of the messages or "
+            "completion.",
+            param="messages",
+        )
 
 
 # ---------------------------------------------------------------- auto

@@ -55,6 +55,7 @@ class Entry:
         "detail",
         "error_rate",
         "hybrid",
+        "max_output",
         "model",
         "name",
         "p50",
@@ -71,6 +72,7 @@ class Entry:
         self.provider = model.provider
         self.caps = capability_mask(model.capabilities)
         self.context_window = model.context_window
+        self.max_output = model.max_output_tokens
         self.price = model.price.blended_per_mtok
         self.p50 = stats.latency_p50_ms
         self.quality = model.quality
@@ -91,6 +93,7 @@ class Entry:
         twin = Entry.__new__(Entry)
         twin.model, twin.name, twin.provider = self.model, self.name, self.provider
         twin.caps, twin.context_window, twin.price = self.caps, self.context_window, self.price
+        twin.max_output = self.max_output
         twin.p50, twin.quality, twin.error_rate = self.p50, self.quality, self.error_rate
         twin.testing, twin.deprecated = self.testing, self.deprecated
         twin.config_rank, twin.config_bonus = self.config_rank, self.config_bonus

@@ -20,6 +20,7 @@ from gateway.pipeline.context import Endpoint, RequestContext
 from gateway.pipeline.steps.admission import Validate, validation_error
 from gateway.pipeline.steps.serving import Enrich
 from gateway.routing import plan
+from gateway.server.body import read_body
 from gateway.server.runtime import GatewayRuntime
 
 Gate = Callable[[Request, Endpoint], Awaitable[RequestContext]]
@@ -60,9 +61,9 @@ def decision_view(decision: Any) -> dict[str, Any]:
     }
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, limit: int) -> dict[str, Any]:
     try:
-        data = orjson.loads(await request.body() or b"{}")
+        data = orjson.loads(await read_body(request, limit) or b"{}")
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"the body is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
@@ -73,8 +74,10 @@ async def _body(request: Request) -> dict[str, Any]:
 def add_admin_routes(
     api: FastAPI, runtime: GatewayRuntime, gate: Gate, error_response: ErrorResponse
 ) -> None:
-    """Mount `/admin/*` on `api`."""
+    """Mount `/admin/*` on `api`. Each route reads its body only once the caller has passed
+    the gate as an admin."""
     services = runtime.services
+    max_body = services.config.server.max_body_bytes
 
     async def admin(request: Request, action: Callable[[], Awaitable[Response]]) -> Response:
         ctx = await gate(request, "admin")
@@ -117,7 +120,7 @@ def add_admin_routes(
     @api.post("/admin/models")
     async def register(request: Request) -> Response:
         async def action() -> Response:
-            model = ModelConfig.model_validate(await _body(request))
+            model = ModelConfig.model_validate(await _body(request, max_body))
             version = await runtime.admin.register_model(model.model_dump(mode="json"))
             return _json({"version": version, "model": model.name}, status=201)
 
@@ -126,7 +129,7 @@ def add_admin_routes(
     @api.patch("/admin/models/{name:path}")
     async def update(name: str, request: Request) -> Response:
         async def action() -> Response:
-            version = await runtime.admin.update_model(name, await _body(request))
+            version = await runtime.admin.update_model(name, await _body(request, max_body))
             return _json({"version": version, "model": name})
 
         return await admin(request, action)
@@ -150,13 +153,12 @@ def add_admin_routes(
     @api.post("/admin/route/explain")
     async def explain(request: Request) -> Response:
         """The ranked candidates the gateway would try for a chat request, and why."""
-        body = await request.body()
 
         async def action() -> Response:
             ctx = RequestContext(
                 endpoint="chat", path="/v1/chat/completions", headers=request.headers
             )
-            ctx.body = body
+            ctx.body = await read_body(request, max_body)
             # The same parsing and enrichment a call gets, whatever the configured steps.
             await Validate(services).handle(ctx)
             await Enrich(services).handle(ctx)

@@ -20,10 +20,10 @@ from gateway.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
-    PayloadTooLargeError,
 )
 from gateway.pipeline.context import Endpoint, RequestContext
 from gateway.server.admin import add_admin_routes
+from gateway.server.body import read_body
 from gateway.server.runtime import GatewayRuntime
 from gateway.server.streaming import sse_body
 from gateway.wire import ModelCard, ModelList, dump
@@ -39,14 +39,13 @@ def error_response(error: GatewayError) -> Response:
     return Response(error.json(), status_code=error.status_code, media_type=JSON, headers=headers)
 
 
-def _context(request: Request, endpoint: Endpoint, body: bytes = b"") -> RequestContext:
+def _context(request: Request, endpoint: Endpoint) -> RequestContext:
     # Serve's proxy, or RequestIdMiddleware, puts an x-request-id on every request.
     request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
     return RequestContext(
         endpoint=endpoint,
         path=request.url.path,
         headers=request.headers,
-        body=body,
         request_id=request_id[:128],
     )
 
@@ -87,11 +86,20 @@ class RequestIdMiddleware:
 
 
 def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
-    """The app a replica serves: `/v1/*`, `/health*`, `/admin/*`, and OpenAPI at `/docs`.
+    """The app a replica serves: `/v1/*`, `/health*`, `/admin/*`, and with `server.docs`
+    OpenAPI at `/docs` and `/openapi.json` (served without a key, so off unless set).
 
     `request_ids=False` under Ray Serve, whose proxy already assigns and echoes them.
     """
-    api = FastAPI(title="llmgw", version=__version__, description="An enterprise LLM gateway.")
+    docs = runtime.services.config.server.docs
+    api = FastAPI(
+        title="llmgw",
+        version=__version__,
+        description="An enterprise LLM gateway.",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     if request_ids:
         api.add_middleware(RequestIdMiddleware)
     pipeline = runtime.pipeline
@@ -111,19 +119,10 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return error_response(InvalidRequestError(f"invalid request: {exc.errors()[0]['msg']}"))
 
-    async def read_body(request: Request) -> bytes | Response:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
-            return error_response(_too_large(int(declared), max_body))
-        # A body without a length is measured by the validate step.
-        return await request.body()
-
     async def model_call(request: Request, endpoint: Endpoint) -> Response:
-        body = await read_body(request)
-        if isinstance(body, Response):
-            return body
-        ctx = _context(request, endpoint, body)
-        await pipeline.run(ctx)
+        ctx = _context(request, endpoint)
+        # The body is read only once the caller is authenticated, and never past the limit.
+        await pipeline.run(ctx, body=lambda: read_body(request, max_body))
         if ctx.error is not None:
             response = error_response(ctx.error)
             # Metering and audit run once the response is sent, off the client's clock.
@@ -200,7 +199,3 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
 
     add_admin_routes(api, runtime, gate, error_response)
     return api
-
-
-def _too_large(size: int, limit: int) -> GatewayError:
-    return PayloadTooLargeError(f"request body of {size} bytes exceeds the limit of {limit} bytes")

@@ -41,8 +41,8 @@ async def sse_body(
                         item = await anext(rest, None)
                 except TimeoutError:
                     raise UpstreamTimeoutError(
-                        f"model '{start.model.name}' did not finish within "
-                        f"{start.model.timeouts.total_s:g} s",
+                        f"model '{start.model.name}' did not finish within its "
+                        f"{start.model.timeouts.total_s:g} s, or the request's deadline passed",
                         provider=start.model.provider,
                     ) from None
             if item is None:

@@ -61,10 +61,14 @@ class Enrich(Step):
             needs = _needs(ctx.chat)
             prompt_tokens = count_prompt_tokens(ctx.chat)
             max_output = ctx.chat.output_limit()
+            output_param = (
+                "max_completion_tokens" if ctx.chat.max_completion_tokens else "max_tokens"
+            )
         else:
             needs = frozenset({"embeddings"})
             prompt_tokens = sum(count_tokens(t) for t in ctx.embedding.texts())
             max_output = None
+            output_param = "max_tokens"
         ctx.route_request = RouteRequest(
             model=body.model,
             use_case=use_case,
@@ -72,6 +76,7 @@ class Enrich(Step):
             needs=needs,
             prompt_tokens=prompt_tokens,
             max_output_tokens=max_output,
+            output_param=output_param,
             max_cost_per_mtok=hints.max_cost_per_mtok,
             max_latency_ms=hints.max_latency_ms,
             providers=frozenset(hints.providers) if hints.providers else None,

@@ -201,7 +201,7 @@ class Stamp(Step):
 
 async def test_custom_step_by_class_name_and_skips(services: Services) -> None:
     config = PipelineConfig(
-        steps=["validate", "tests.unit.pipeline.test_steps:Stamp", "authenticate"],
+        steps=["authenticate", "tests.unit.pipeline.test_steps:Stamp", "validate"],
         skip={"/v1/chat/completions": ["authenticate"]},
     )
     pipeline = Pipeline(config, services)

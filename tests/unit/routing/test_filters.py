@@ -31,7 +31,7 @@ def test_every_needed_capability_is_required(snapshot: RegistrySnapshot) -> None
 
 def test_context_window_must_hold_prompt_plus_output(snapshot: RegistrySnapshot) -> None:
     assert pick(snapshot, prompt_tokens=100_000) == ["gpt-big", "claude", "gpt-mini", "haiku"]
-    assert pick(snapshot, prompt_tokens=100_000, max_output_tokens=50_000) == ["claude", "haiku"]
+    assert pick(snapshot, prompt_tokens=125_000, max_output_tokens=4000) == ["claude", "haiku"]
     # Exactly full still fits.
     assert pick(snapshot, prompt_tokens=8000, max_output_tokens=192)[-1] == "llama"
     assert "llama" not in pick(snapshot, prompt_tokens=8000, max_output_tokens=193)
