@@ -1,9 +1,11 @@
 """Usage and audit records, written to the store in batches off the request path.
 
-Replicas buffer records in a `UsageSink` and ship them every 0.5 s to the `UsageWriter` actor,
-which writes to the store every 0.5 s or 500 records. What a hard crash can lose is what sits
-in those two buffers; a graceful stop (`UsageSink.aclose()`, then `UsageWriter.drain()`)
-loses nothing.
+Replicas buffer records in a `UsageSink` and ship them every 0.5 s to the `UsageWriter` actor.
+The writer acknowledges a batch only once it is in its local spool (fsync'd, under
+`LLMGW_HOME/spool/`), then writes it to the store every 0.5 s or 500 records; while the store
+is away batches wait in the spool, and a restarted writer replays them. What a hard kill can
+lose is a replica's unshipped buffer (at most ~0.5 s of its requests); a graceful stop
+(`UsageSink.aclose()`, then `UsageWriter.drain()`) loses nothing.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError
 
+from gateway.config import state_dir
 from gateway.store import AuditEvent, Store, UsageRecord
+from gateway.usage.dead_letter import DeadLetter
+from gateway.usage.spool import Spool, SpoolBusyError
+from gateway.usage.writer import RecordWriter
 
 log = logging.getLogger("llmgw.usage")
 
@@ -29,133 +36,69 @@ NAMESPACE = "llmgw"
 
 FLUSH_INTERVAL_S = 0.5
 FLUSH_RECORDS = 500
-# One transaction's worth when a backlog built up while the database was away.
-_CHUNK = 5_000
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class UsageWriter:
-    """Buffers usage and audit records from every replica and writes them in batches."""
+    """Takes usage and audit records from every replica, spools them, writes them in batches."""
 
     def __init__(
         self,
         store_url: str,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         flush_records: int = FLUSH_RECORDS,
-        max_buffered: int = 200_000,
+        name: str = WRITER_NAME,
+        home: str | None = None,
     ) -> None:
-        # The schema is migrated on the first flush, so the writer starts (and buffers) even
-        # while the database is unreachable.
-        self._store = Store(store_url)
-        self._migrated = False
-        self._flush_interval_s = flush_interval_s
+        # The schema is migrated on the first flush, so the writer starts (and spools) even
+        # while the database is unreachable; spooled batches from a previous life are replayed.
+        root = Path(home) if home else state_dir()
+        self._records = RecordWriter(
+            Store(store_url),
+            _open_spool(root / "spool", name),
+            DeadLetter(root / "dead-letter"),
+            interval_s=flush_interval_s,
+        )
         self._flush_records = flush_records
-        self._usage: deque[UsageRecord] = deque(maxlen=max_buffered)
-        self._audit: deque[AuditEvent] = deque(maxlen=max_buffered)
-        self._lock = asyncio.Lock()
-        self._ticker: asyncio.Task[None] | None = None
-        self._failure_logged_at = float("-inf")
-        self._counts = {"usage_written": 0, "audit_written": 0, "dropped": 0, "failed_flushes": 0}
+        self._unflushed = 0
+        self._records.start()
 
     async def write(self, usage: Sequence[UsageRecord], audit: Sequence[AuditEvent]) -> int:
-        """Buffer records; returns how many wait to be written."""
-        self._start_ticker()
-        self._counts["dropped"] += _extend(self._usage, usage) + _extend(self._audit, audit)
-        pending = len(self._usage) + len(self._audit)
-        if pending >= self._flush_records and not self._lock.locked():
-            asyncio.get_running_loop().create_task(self._flush_quietly())
-        return pending
+        """Spool records; returns (once they are on disk) how many wait for the next flush."""
+        await asyncio.to_thread(self._records.accept, [*usage, *audit])
+        self._unflushed += len(usage) + len(audit)
+        if self._unflushed >= self._flush_records:
+            self._unflushed = 0
+            self._records.wake()
+        return self._unflushed
 
     async def flush(self) -> int:
-        """Write everything buffered now; returns how many records were written."""
-        async with self._lock:
-            usage, audit = list(self._usage), list(self._audit)
-            self._usage.clear()
-            self._audit.clear()
-            written = 0
-            try:
-                await asyncio.to_thread(self._ensure_schema)
-                # Chunk by chunk, each its own transaction: a failure requeues only the rest.
-                while usage:
-                    chunk = usage[:_CHUNK]
-                    await asyncio.to_thread(self._store.write_usage, chunk)
-                    usage = usage[len(chunk) :]
-                    written += len(chunk)
-                    self._counts["usage_written"] += len(chunk)
-                while audit:
-                    chunk = audit[:_CHUNK]
-                    await asyncio.to_thread(self._store.write_audit, chunk)
-                    audit = audit[len(chunk) :]
-                    written += len(chunk)
-                    self._counts["audit_written"] += len(chunk)
-            finally:
-                # Whatever did not reach the store goes back in front, to be tried again.
-                if usage or audit:
-                    self._counts["failed_flushes"] += 1
-                    self._requeue(usage, audit)
-            return written
+        """Write everything spooled now; returns how many records were handled."""
+        self._unflushed = 0
+        return await asyncio.to_thread(self._records.flush)
 
     async def drain(self, timeout_s: float = 30.0) -> int:
-        """Write everything buffered, retrying until done or `timeout_s`; for a graceful stop."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        written = 0
-        while True:
-            try:
-                written += await self.flush()
-            except Exception as exc:
-                if loop.time() >= deadline:
-                    raise RuntimeError(
-                        f"drain gave up after {timeout_s:.0f} s with"
-                        f" {len(self._usage) + len(self._audit)} records unwritten: {exc!r}"
-                    ) from exc
-                await asyncio.sleep(0.2)
-                continue
-            if not self._usage and not self._audit:
-                return written
+        """Write everything, retrying until done or `timeout_s`; for a graceful stop."""
+        self._unflushed = 0
+        return await asyncio.to_thread(self._records.drain, timeout_s)
 
-    async def stats(self) -> dict[str, int]:
-        """Counters: written, pending, dropped (buffer full), failed flushes."""
-        return self._counts | {"pending": len(self._usage) + len(self._audit)}
+    async def stats(self) -> dict[str, Any]:
+        """Counters: accepted, written, duplicates, dead-lettered, failed flushes, and
+        `pending` (spool segments not yet in the store) and the spool's directory."""
+        return self._records.counts | {
+            "pending": self._records.pending_segments(),
+            "spool": str(self._records.spool.directory),
+        }
 
-    # ------------------------------------------------------------------ internals
 
-    def _ensure_schema(self) -> None:
-        if not self._migrated:
-            self._store.migrate()
-            self._migrated = True
-
-    def _requeue(self, usage: list[UsageRecord], audit: list[AuditEvent]) -> None:
-        for queue, items in ((self._usage, usage), (self._audit, audit)):
-            if not items:
-                continue
-            newer = list(queue)
-            queue.clear()
-            # When the backlog overflows, the oldest records are the ones given up.
-            self._counts["dropped"] += _extend(queue, [*items, *newer])
-
-    def _start_ticker(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval_s)
-            if self._usage or self._audit:
-                await self._flush_quietly()
-
-    async def _flush_quietly(self) -> None:
-        try:
-            await self.flush()
-        except Exception:
-            # Retried every interval while the database is away: say so every 30 s, not 2x/s.
-            now = time.monotonic()
-            if now - self._failure_logged_at >= 30.0:
-                self._failure_logged_at = now
-                log.exception(
-                    "usage writer: writing to the store failed; %d records kept for the next try",
-                    len(self._usage) + len(self._audit),
-                )
+def _open_spool(root: Path, name: str) -> Spool:
+    try:
+        return Spool(root / name)
+    except SpoolBusyError:
+        # Another writer of this name runs on this machine (a second cluster sharing
+        # LLMGW_HOME): a private directory, replayed only by a writer that finds it the same way.
+        log.warning("spool %s is in use; this writer spools under %s.%d", name, name, os.getpid())
+        return Spool(root / f"{name}.{os.getpid()}")
 
 
 def _extend(queue: deque[Any], items: Sequence[Any]) -> int:
@@ -171,7 +114,7 @@ def get_or_create_usage_writer(
     """The cluster's usage writer, started (detached) by the first caller."""
     return UsageWriter.options(
         name=name, namespace=namespace, lifetime="detached", get_if_exists=True
-    ).remote(store_url)
+    ).remote(store_url, name=name)
 
 
 class UsageSink:

@@ -1,4 +1,5 @@
-"""The registry actor, the replica-side snapshot feed and the usage writer, on a real Ray.
+"""The registry actor and the replica-side snapshot feed, on a real Ray (the usage writer's
+tests are in test_usage_writer.py).
 
 Every actor here has a name private to this module and is killed at the end, so a gateway
 running on the same machine, or another test module, is never touched.
@@ -14,17 +15,13 @@ from typing import Any
 
 import pytest
 import ray
-from sqlalchemy import create_engine, text
 
 from deployments.registry_actor import get_or_create_registry
 from deployments.snapshot_feed import SnapshotFeed
-from deployments.usage_writer import UsageSink, get_or_create_usage_writer
 from gateway.config import GatewayConfig, ModelConfig, load_config, parse_config
 from gateway.errors import ConflictError, InvalidRequestError, ModelNotFoundError
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
-from gateway.store import AuditEvent, Store, UsageRecord
-from tests.pg import pg_database  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
@@ -59,15 +56,6 @@ def registry(ray_cluster: None, config: GatewayConfig, store_url: str, actors: l
         name=f"llmgw-registry-{_SUFFIX}",
         namespace=NAMESPACE,
         stats_interval_s=0.5,
-    )
-    actors.append(handle)
-    return handle
-
-
-@pytest.fixture(scope="module")
-def writer(ray_cluster: None, store_url: str, actors: list[Any]) -> Any:
-    handle = get_or_create_usage_writer(
-        store_url, name=f"llmgw-usage-writer-{_SUFFIX}", namespace=NAMESPACE
     )
     actors.append(handle)
     return handle
@@ -223,82 +211,3 @@ async def test_snapshot_feed_reconnects_to_a_registry_started_anew(
         assert {"phoenix", "ash"} <= set(snap.models)  # restored from the store
     finally:
         await feed.aclose()
-
-
-# ---------------------------------------------------------------- usage and audit
-
-
-def usage(n: int, tenant: str) -> UsageRecord:
-    return UsageRecord(request_id=f"{tenant}-{n}", tenant=tenant, model="sim-fast", prompt_tokens=n)
-
-
-async def test_usage_writer_writes_what_it_is_sent(writer: Any, store_url: str) -> None:
-    store = Store(store_url)
-    store.migrate()  # the writer migrates on its first flush; this reader may come first
-    records = [usage(n, "direct") for n in range(1200)]
-    events = [
-        AuditEvent(request_id=f"direct-{n}", action="chat", tenant="direct") for n in range(3)
-    ]
-    await writer.write.remote(records[:600], events)
-    await writer.write.remote(records[600:], [])
-
-    def written() -> int:
-        return sum(s.requests for s in store.usage_summary(tenant="direct"))
-
-    await until(lambda: written() == 1200, timeout_s=10.0)  # no flush asked for
-    assert sum(s.prompt_tokens for s in store.usage_summary(tenant="direct")) == sum(range(1200))
-    assert len(store.list_audit(tenant="direct")) == 3
-    store.close()
-
-
-async def test_usage_sink_ships_in_batches_and_drains_on_stop(writer: Any, store_url) -> None:
-    store = Store(store_url)
-    store.migrate()  # the writer migrates on its first flush; this reader may come first
-    sink = UsageSink(writer)
-    started = time.monotonic()
-    for n in range(50):
-        sink.usage(usage(n, "sink"))
-        sink.audit(AuditEvent(request_id=f"sink-{n}", action="chat", tenant="sink"))
-    assert time.monotonic() - started < 0.05  # buffering never waits on the actor
-    await until(lambda: sink.pending == 0, timeout_s=5.0)
-
-    for n in range(50, 80):
-        sink.usage(usage(n, "sink"))
-    await sink.aclose()  # graceful stop: the sink ships, then the writer drains
-    assert sink.pending == 0
-    assert await writer.drain.remote() >= 0
-    assert sum(s.requests for s in store.usage_summary(tenant="sink")) == 80
-    assert len(store.list_audit(tenant="sink", limit=1000)) == 50
-    stats = await writer.stats.remote()
-    assert stats["pending"] == 0 and stats["dropped"] == 0
-    store.close()
-
-
-async def test_usage_writer_keeps_records_while_the_database_is_away(
-    ray_cluster: None, request: pytest.FixtureRequest, actors: list[Any]
-) -> None:
-    """Started before its database exists, the writer buffers, then writes it all."""
-    database = request.getfixturevalue("pg_database")
-    schema = f"late_{uuid.uuid4().hex[:8]}"
-    url = database.update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    writer = get_or_create_usage_writer(
-        url_text, name=f"llmgw-usage-writer-late-{_SUFFIX}", namespace=NAMESPACE
-    )
-    actors.append(writer)
-    await writer.write.remote([usage(n, "late") for n in range(10)], [])
-    await until(lambda: ray.get(writer.stats.remote())["failed_flushes"] > 0)
-    assert (await writer.stats.remote())["pending"] == 10
-
-    admin = create_engine(database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        assert await writer.drain.remote() == 10
-        store = Store(url_text)
-        assert sum(s.requests for s in store.usage_summary(tenant="late")) == 10
-        store.close()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
