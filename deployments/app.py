@@ -67,11 +67,13 @@ def teardown(timeout_s: float = 30.0) -> None:
     import ray
     from ray import serve
 
+    from deployments.access_actor import ACCESS_NAME
+    from deployments.quota_actor import QUOTA_NAME
     from deployments.registry_actor import NAMESPACE, REGISTRY_NAME
     from deployments.usage_writer import WRITER_NAME
 
     serve.delete(APP_NAME)
-    for name in (WRITER_NAME, REGISTRY_NAME):
+    for name in (WRITER_NAME, REGISTRY_NAME, ACCESS_NAME, QUOTA_NAME):
         try:
             actor = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:

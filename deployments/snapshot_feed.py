@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ray.exceptions import ActorDiedError
-
+from deployments.long_poll import ActorLink
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
 
 log = logging.getLogger("llmgw.snapshot_feed")
 
-_MIN_BACKOFF_S = 0.1
-_MAX_BACKOFF_S = 5.0
 # A watch returns by itself after its timeout; allow this much more before calling it lost.
 _WATCH_SLACK_S = 10.0
 
@@ -44,8 +40,7 @@ class SnapshotFeed:
         `get_or_create_registry(...)`); it is called when the actor is gone for good.
         `prepare` runs on each new snapshot, off the event loop, before requests see it (the
         router builds its tables there, not on the first request)."""
-        self._actor = actor
-        self._reconnect = reconnect
+        self._link = ActorLink(actor, "registry", reconnect)
         self._prepare = prepare
         self._watch_timeout_s = watch_timeout_s
         self._report_interval_s = report_interval_s
@@ -55,7 +50,6 @@ class SnapshotFeed:
         self._current: RegistrySnapshot | None = None
         self._updated = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
-        self._connected = False
 
     @property
     def current(self) -> RegistrySnapshot:
@@ -67,30 +61,15 @@ class SnapshotFeed:
     @property
     def connected(self) -> bool:
         """Whether the last call to the registry actor succeeded."""
-        return self._connected
+        return self._link.connected
 
     async def start(self) -> RegistrySnapshot:
         """Fetch the first snapshot (retrying while the actor starts), then follow changes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._start_timeout_s
-        delay = _MIN_BACKOFF_S
-        while True:
-            try:
-                snapshot = await asyncio.wait_for(
-                    self._actor.snapshot.remote(), self._start_timeout_s
-                )
-                break
-            except Exception as exc:
-                if loop.time() + delay > deadline:
-                    raise RuntimeError(
-                        f"no registry snapshot within {self._start_timeout_s:.0f} s: {exc!r}"
-                    ) from exc
-                log.warning("registry not reachable yet (%r); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
+        snapshot = await self._link.first(lambda a: a.snapshot.remote(), self._start_timeout_s)
         await self._set(snapshot)
+        loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._follow(), name="llmgw-snapshot-watch"),
+            loop.create_task(self._link.follow(self._poll, self._set), name="llmgw-snapshot-watch"),
             loop.create_task(self._ship_samples(), name="llmgw-sample-report"),
         ]
         return snapshot
@@ -106,7 +85,7 @@ class SnapshotFeed:
         batch = list(self._samples)
         self._samples.clear()
         try:
-            await asyncio.wait_for(self._actor.report.remote(batch), _WATCH_SLACK_S)
+            await asyncio.wait_for(self._link.actor.report.remote(batch), _WATCH_SLACK_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -143,39 +122,12 @@ class SnapshotFeed:
             self._current = snapshot
             self._updated.notify_all()
 
-    async def _follow(self) -> None:
-        delay = _MIN_BACKOFF_S
-        while True:
-            known = self.current
-            try:
-                snapshot = await asyncio.wait_for(
-                    self._actor.watch.remote(
-                        known.version, known.stats_version, self._watch_timeout_s
-                    ),
-                    self._watch_timeout_s + _WATCH_SLACK_S,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A restarting actor comes back behind the same handle (max_restarts=-1), so
-                # back off and ask again; one gone for good is looked up (or started) anew.
-                if self._connected:
-                    log.warning("registry watch failed (%r); retrying with backoff", exc)
-                self._connected = False
-                if isinstance(exc, ActorDiedError) and self._reconnect is not None:
-                    try:
-                        self._actor = self._reconnect()
-                    except Exception as lookup:
-                        log.warning("registry actor not found again (%r)", lookup)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, _MAX_BACKOFF_S)
-                continue
-            if not self._connected:
-                log.info("registry watch connected")
-            self._connected = True
-            delay = _MIN_BACKOFF_S
-            if snapshot is not None:
-                await self._set(snapshot)
+    async def _poll(self, actor: Any) -> RegistrySnapshot | None:
+        known = self.current
+        return await asyncio.wait_for(
+            actor.watch.remote(known.version, known.stats_version, self._watch_timeout_s),
+            self._watch_timeout_s + _WATCH_SLACK_S,
+        )
 
     async def _ship_samples(self) -> None:
         while True:

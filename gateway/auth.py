@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError, state_dir
+from gateway.tenancy.access import ADMIN, EMPTY_ACCESS, AccessSnapshot, Principal
+
+__all__ = ["ADMIN", "AdminKey", "KeyRing", "Principal", "admin_key", "hash_key", "new_key"]
 
 KEY_PREFIX = "sk-llmgw-"
 ADMIN_KEY_FILE = "admin.key"
@@ -21,22 +25,6 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key's id, its tenant and what it may do."""
-
-    key_id: str
-    tenant: str
-    scopes: frozenset[str] = field(default_factory=lambda: frozenset({"*"}))
-    requests_per_minute: int | None = None
-
-    def may(self, scope: str) -> bool:
-        return "*" in self.scopes or scope in self.scopes
-
-
-ADMIN = Principal(key_id="admin", tenant="admin", scopes=frozenset({"*", "admin"}))
 
 
 @dataclass
@@ -110,10 +98,26 @@ def _read_key_file(path: Path) -> str:
 
 
 class KeyRing:
-    """Key hash -> principal, as the replica holds it; lookups never leave the process."""
+    """Key hash -> principal, as the replica holds it: the operators' admin key and the pushed
+    access snapshot's tenant keys. Lookups never leave the process."""
 
-    def __init__(self, principals: dict[str, Principal] | None = None) -> None:
-        self._by_hash: dict[str, Principal] = dict(principals or {})
+    def __init__(
+        self,
+        admin_hash: str | None = None,
+        access: Callable[[], AccessSnapshot] = lambda: EMPTY_ACCESS,
+        extra: dict[str, Principal] | None = None,
+    ) -> None:
+        self._fixed: dict[str, Principal] = dict(extra or {})
+        if admin_hash is not None:
+            self._fixed[admin_hash] = ADMIN
+        self._access = access
+
+    @property
+    def version(self) -> int:
+        """The access snapshot's version."""
+        return self._access().version
 
     def lookup(self, key: str) -> Principal | None:
-        return self._by_hash.get(hash_key(key))
+        """The principal of `key`, or None when no active key has its hash."""
+        key_hash = hash_key(key)
+        return self._fixed.get(key_hash) or self._access().principal(key_hash)

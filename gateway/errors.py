@@ -135,6 +135,14 @@ class RateLimitError(GatewayError):
     retryable = True
 
 
+class BudgetExceededError(GatewayError):
+    """A tenant's or key's hard budget for the period is spent (OpenAI's `insufficient_quota`)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+
 class UpstreamError(GatewayError):
     """The provider answered with a failure of its own, or with a body we could not read."""
 

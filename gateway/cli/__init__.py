@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import lifecycle, models
+from gateway.cli import lifecycle, models, tenants
 
 app = typer.Typer(
     name="llmgw",
@@ -15,6 +15,8 @@ app = typer.Typer(
 lifecycle.register(app)
 app.add_typer(models.models_app, name="models")
 app.add_typer(models.route_app, name="route")
+app.add_typer(tenants.tenants_app, name="tenants")
+app.add_typer(tenants.keys_app, name="keys")
 
 
 def main() -> None:

@@ -72,7 +72,7 @@ def _coerce(raw: str) -> Any:
     return yaml.safe_load(raw) if raw else raw
 
 
-def _nest(assignments: list[str]) -> dict[str, Any]:
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     """`price.input_per_mtok=0.2 status=testing` -> `{"price": {...}, "status": "testing"}`."""
     changes: dict[str, Any] = {}
     for item in assignments:
@@ -100,7 +100,7 @@ def add(
     entry: dict[str, Any] = {}
     if file is not None:
         entry = yaml.safe_load(file.read_text()) or {}
-    entry.update(_nest(fields or []))
+    entry.update(parse_assignments(fields or []))
     data = AdminClient.from_state(url).request("POST", "/admin/models", entry)
     console.print(f"registered {data['model']} (registry version {data['version']})")
 
@@ -115,7 +115,9 @@ def set_fields(
     url: UrlOption = None,
 ) -> None:
     """Change a model's fields: price, status, capabilities, context window, ..."""
-    data = AdminClient.from_state(url).request("PATCH", f"/admin/models/{name}", _nest(fields))
+    data = AdminClient.from_state(url).request(
+        "PATCH", f"/admin/models/{name}", parse_assignments(fields)
+    )
     console.print(f"updated {data['model']} (registry version {data['version']})")
 
 

@@ -13,6 +13,7 @@ from gateway.config import GatewayConfig, ModelConfig
 from gateway.errors import GatewayError
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
 from gateway.providers.framing import Completed
+from gateway.quota.leases import LeaseBook
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing import RouteDecision, RouteRequest
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest, Usage
@@ -39,6 +40,8 @@ class Services:
     keys: KeyRing
     invoker: Invoker
     recorder: Recorder
+    # Quota leases; the default holds them in this process (one replica, no Ray).
+    quotas: LeaseBook = field(default_factory=LeaseBook)
 
 
 @dataclass
@@ -69,6 +72,10 @@ class RequestContext:
     status: int = 200
     error: GatewayError | None = None
     release: Callable[[], Any] | None = None  # frees the admit step's slot
+    # Soft limits passed (e.g. "budget_exceeded:tenant:acme:day"): served, flagged, recorded.
+    flags: list[str] = field(default_factory=list)
+    # What an admin action changed ({"before": ..., "after": ...}), for the audit trail.
+    audit_detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> ModelConfig | None:

@@ -22,6 +22,12 @@ class TenantPolicy:
     default_strategy: str | None = None
     max_cost_per_mtok: float | None = None
 
+    def permits(self, model: str, provider: str) -> bool:
+        """Whether this tenant may use `model` (a canonical name) at `provider`."""
+        if self.allowed_models is not None and model not in self.allowed_models:
+            return False
+        return self.allowed_providers is None or provider in self.allowed_providers
+
 
 OPEN_POLICY = TenantPolicy()
 

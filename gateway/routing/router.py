@@ -66,9 +66,7 @@ def prepare(snapshot: RegistrySnapshot, config: RoutingConfig) -> None:
 
 
 def _permitted(entry: Entry, policy: TenantPolicy) -> bool:
-    if policy.allowed_models is not None and entry.name not in policy.allowed_models:
-        return False
-    if policy.allowed_providers is not None and entry.provider not in policy.allowed_providers:
+    if not policy.permits(entry.name, entry.provider):
         return False
     return policy.max_cost_per_mtok is None or entry.price <= policy.max_cost_per_mtok
 

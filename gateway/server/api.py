@@ -22,7 +22,10 @@ from gateway.errors import (
     NotFoundError,
 )
 from gateway.pipeline.context import Endpoint, RequestContext
+from gateway.routing.request import OPEN_POLICY
 from gateway.server.admin import add_admin_routes
+from gateway.server.admin_common import AdminRoutes
+from gateway.server.admin_tenancy import add_tenancy_routes
 from gateway.server.body import read_body
 from gateway.server.runtime import GatewayRuntime
 from gateway.server.streaming import sse_body
@@ -113,7 +116,10 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
             if exc.status_code == 404
             else f"{exc.detail}: {request.method} {request.url.path}"
         )
-        return error_response(cls(message, status_code=exc.status_code))
+        response = error_response(cls(message, status_code=exc.status_code))
+        # A 405 names the methods the path does take (`Allow`), as HTTP asks.
+        response.headers.update(exc.headers or {})
+        return response
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -158,9 +164,12 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         if ctx.error is not None:
             return error_response(ctx.error)
         snapshot = runtime.services.snapshot()
+        policy = ctx.principal.policy if ctx.principal else OPEN_POLICY
+        # A tenant sees only the models it may use.
         cards = [
             ModelCard(id=m.name, created=_STARTED, owned_by=m.provider)
             for m in snapshot.models.values()
+            if policy.permits(m.name, m.provider)
         ]
         return Response(dump(ModelList(data=cards)), media_type=JSON)
 
@@ -170,7 +179,8 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         if ctx.error is not None:
             return error_response(ctx.error)
         model = runtime.services.snapshot().resolve(model_id)
-        if model is None:
+        policy = ctx.principal.policy if ctx.principal else OPEN_POLICY
+        if model is None or not policy.permits(model.name, model.provider):
             return error_response(
                 ModelNotFoundError(
                     f"The model '{model_id}' does not exist or you do not have access to it.",
@@ -198,4 +208,5 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         return Response(orjson.dumps(body), media_type=JSON)
 
     add_admin_routes(api, runtime, gate, error_response)
+    add_tenancy_routes(api, AdminRoutes(runtime, gate, error_response))
     return api

@@ -10,7 +10,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.auth import ADMIN, KeyRing, Principal
+from gateway.auth import KeyRing, Principal
 from gateway.config import GatewayConfig
 from gateway.pipeline.context import Services
 from gateway.pipeline.invoker import Invoker
@@ -19,7 +19,10 @@ from gateway.registry.registry import Registry
 from gateway.registry.stats import CallSample
 from gateway.routing import CircuitBoard
 from gateway.server.runtime import GatewayRuntime
+from gateway.store import Store
 from gateway.store.records import AuditEvent, UsageRecord
+from gateway.tenancy.backend import DirectoryBackend
+from gateway.tenancy.directory import Directory
 
 
 @dataclass
@@ -81,17 +84,22 @@ def local_gateway(
     principals: dict[str, Principal] | None = None,
     upstream: Upstream | None = None,
     registry: Registry | None = None,
+    store: Store | None = None,
 ) -> LocalGateway:
     """A ready `GatewayRuntime` over `config`, with the admin key and any extra principals."""
     registry = registry or Registry(version=1, providers=config.providers, models=config.models)
     upstream = upstream or LocalUpstream()
     recorder = MemoryRecorder(registry)
+    if store is None:
+        store = Store("sqlite://")  # tenants and keys in memory
+        store.migrate()
+    tenancy = DirectoryBackend(Directory(store))
     services = Services(
         config=config,
         snapshot=registry.snapshot,
-        keys=KeyRing({admin_key_hash: ADMIN, **(principals or {})}),
+        keys=KeyRing(admin_key_hash, access=lambda: tenancy.snapshot, extra=principals),
         invoker=Invoker(upstream, config.routing, CircuitBoard(config.routing.circuit)),
         recorder=recorder,
     )
-    runtime = GatewayRuntime.build(services, RegistryAdmin(registry))
+    runtime = GatewayRuntime.build(services, RegistryAdmin(registry), tenancy)
     return LocalGateway(runtime, registry, recorder, upstream)

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from gateway.pipeline.context import Services
 from gateway.pipeline.pipeline import Pipeline
+from gateway.tenancy.backend import TenancyBackend
 
 
 class AdminBackend(Protocol):
@@ -30,7 +31,10 @@ class GatewayRuntime:
     services: Services
     pipeline: Pipeline
     admin: AdminBackend
+    tenancy: TenancyBackend
 
     @classmethod
-    def build(cls, services: Services, admin: AdminBackend) -> GatewayRuntime:
-        return cls(services, Pipeline(services.config.pipeline, services), admin)
+    def build(
+        cls, services: Services, admin: AdminBackend, tenancy: TenancyBackend
+    ) -> GatewayRuntime:
+        return cls(services, Pipeline(services.config.pipeline, services), admin, tenancy)

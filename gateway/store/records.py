@@ -36,6 +36,14 @@ class UsageRecord:
     status: int = 200
     error_code: str | None = None
     stream: bool = False
+    endpoint: str | None = None
+    use_case: str | None = None
+    strategy: str | None = None
+    attempts: int = 0
+    fallbacks: int = 0
+    provider_ms: float | None = None
+    overhead_ms: float | None = None
+    flags: list[str] | None = None  # e.g. "budget_exceeded:tenant:acme:day" for soft budgets
 
 
 @dataclass(kw_only=True)
@@ -65,10 +73,21 @@ class ApiKey:
     scopes: tuple[str, ...] = ()
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    limits: dict[str, Any] | None = None
+    last_used_at: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def status(self, now: datetime | None = None) -> str:
+        """active, revoked or expired."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and (now or utcnow()) >= self.expires_at:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,6 +87,31 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[str]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    limits: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class QuotaLedgerRow(Base):
+    """What the quota actor has leased out and had back, per subject, metric and window."""
+
+    __tablename__ = "quota_ledger"
+
+    subject: Mapped[str] = mapped_column(String(300), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    window: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granted: Mapped[float] = mapped_column(Float, default=0.0)
+    returned: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class UsageRow(Base):
@@ -94,10 +119,13 @@ class UsageRow(Base):
     __table_args__ = (
         Index("ix_usage_tenant_at", "tenant", "at"),
         Index("ix_usage_model_at", "model", "at"),
+        Index("ix_usage_key_at", "key_id", "at"),
+        # Unique: a batch written twice (at-least-once delivery) never bills twice.
+        Index("ux_usage_request_id", "request_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -113,6 +141,14 @@ class UsageRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    endpoint: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    use_case: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+    provider_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    overhead_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flags: Mapped[list[str] | None] = mapped_column(Json, nullable=True)
 
 
 class AuditRow(Base):

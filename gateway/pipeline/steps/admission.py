@@ -15,7 +15,6 @@ from gateway.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     PermissionDeniedError,
-    RateLimitError,
     ServiceUnavailableError,
 )
 from gateway.pipeline.context import RequestContext
@@ -136,20 +135,39 @@ class Authenticate(Step):
         principal = self.services.keys.lookup(key)
         if principal is None:
             raise AuthenticationError(f"Incorrect API key provided: {_masked(key)}.")
+        if principal.expired(time.time()):
+            raise AuthenticationError(
+                f"The API key {_masked(key)} has expired.", code="expired_api_key"
+            )
+        if principal.suspended:
+            raise PermissionDeniedError(
+                f"tenant '{principal.tenant}' is suspended", code="tenant_suspended"
+            )
         ctx.principal = principal
 
 
-_SCOPES = {"chat": "chat", "embeddings": "embeddings", "models": "models", "admin": "admin"}
+# What each endpoint needs; every other `/admin` route needs `admin`, granted only by name.
+_SCOPES = {"chat": "inference", "embeddings": "inference", "models": "inference"}
+_USAGE_READ_PATHS = frozenset({"/admin/usage"})
+
+
+def required_scope(ctx: RequestContext) -> str:
+    """The scope a request needs: `inference` for model calls and listings; `usage:read` to
+    read usage (a tenant's own, the route enforces); `admin` for the rest of `/admin`."""
+    if ctx.endpoint == "admin":
+        return "usage:read" if ctx.path in _USAGE_READ_PATHS else "admin"
+    return _SCOPES[ctx.endpoint]
 
 
 class Authorize(Step):
-    """Whether the caller's key may use this endpoint; which models it may use is routing's."""
+    """Whether the caller's key may use this endpoint, and its tenant this use case; which
+    models it may use is routing's (the tenant's policy)."""
 
     name = "authorize"
     endpoints = frozenset({"chat", "embeddings", "models", "admin"})
 
     async def handle(self, ctx: RequestContext) -> None:
-        scope = _SCOPES[ctx.endpoint]
+        scope = required_scope(ctx)
         if ctx.principal is None or not ctx.principal.may(scope):
             raise PermissionDeniedError(
                 f"this API key is not allowed to use {ctx.path} (it lacks the '{scope}' scope)"
@@ -157,26 +175,22 @@ class Authorize(Step):
 
 
 class Admit(Step):
-    """A per-key request rate (a token bucket held by this replica), then a turn among the
-    replica's concurrent model calls.
+    """A turn among the replica's concurrent model calls.
 
     Past `server.max_concurrent_calls` a call waits for a slot instead of starting: an
     overloaded replica would otherwise slow every call until their first-token timeouts fire
-    and trip the circuits of healthy providers. Limits shared across replicas (quota leases)
-    come with tenant budgets.
+    and trip the circuits of healthy providers. Rates and budgets are the `quota` step's.
     """
 
     name = "admit"
 
     def __init__(self, services: Any) -> None:
         super().__init__(services)
-        self._buckets: dict[str, tuple[float, float]] = {}
         server = services.config.server
         self._slots = asyncio.Semaphore(server.max_concurrent_calls)
         self._queue_timeout_s = server.queue_timeout_s
 
     async def handle(self, ctx: RequestContext) -> None:
-        self._check_rate(ctx)
         try:
             await asyncio.wait_for(self._slots.acquire(), self._queue_timeout_s)
         except TimeoutError:
@@ -192,21 +206,3 @@ class Admit(Step):
     async def finish(self, ctx: RequestContext) -> None:
         if ctx.release is not None:
             ctx.release()
-
-    def _check_rate(self, ctx: RequestContext) -> None:
-        principal = ctx.principal
-        if principal is None or not principal.requests_per_minute:
-            return
-        rate = principal.requests_per_minute / 60.0
-        capacity = float(principal.requests_per_minute)
-        now = time.monotonic()
-        tokens, then = self._buckets.get(principal.key_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - then) * rate)
-        if tokens < 1.0:
-            self._buckets[principal.key_id] = (tokens, now)
-            raise RateLimitError(
-                f"Rate limit reached for this key: {principal.requests_per_minute} requests "
-                "per minute.",
-                retry_after=(1.0 - tokens) / rate,
-            )
-        self._buckets[principal.key_id] = (tokens - 1.0, now)

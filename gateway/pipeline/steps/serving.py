@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import USE_CASES
-from gateway.errors import InvalidRequestError
+from gateway.errors import InvalidRequestError, PermissionDeniedError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.step import Step
 from gateway.routing import STRATEGIES, RouteRequest, TenantPolicy, plan
@@ -53,6 +53,12 @@ class Enrich(Step):
         )
         if ctx.embedding is not None:
             _choice(use_case, USE_CASES, "use case", "use_case")
+        allowed = ctx.principal.allowed_use_cases if ctx.principal else None
+        if allowed is not None and (use_case or "chat") not in allowed:
+            raise PermissionDeniedError(
+                f"tenant '{ctx.principal.tenant}' may not use the '{use_case or 'chat'}' use case",
+                param="use_case",
+            )
         hints = body.route or RouteHints()
         strategy = hints.strategy or _choice(
             ctx.headers.get("x-llmgw-strategy"), STRATEGIES, "strategy", "x-llmgw-strategy"
@@ -82,7 +88,7 @@ class Enrich(Step):
             providers=frozenset(hints.providers) if hints.providers else None,
             prefer=tuple(hints.prefer or ()),
             fallback=hints.fallback,
-            policy=DEFAULT_POLICY,
+            policy=ctx.principal.policy if ctx.principal else DEFAULT_POLICY,
         )
 
 
