@@ -7,10 +7,8 @@ from two processes), PostgreSQL for clusters. The schema is Alembic's, applied b
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any, NamedTuple
 
 from alembic import command
@@ -23,21 +21,14 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError
 
 from gateway.config import ModelConfig, ProviderConfig
-from gateway.errors import ConflictError
+from gateway.store.access import AccessTables
 from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
-from gateway.store.records import ApiKey, utcnow
-from gateway.store.schema import (
-    ApiKeyRow,
-    ModelRow,
-    ProviderRow,
-    RegistryMetaRow,
-)
+from gateway.store.records import utcnow
+from gateway.store.schema import ModelRow, ProviderRow, RegistryMetaRow
 from gateway.store.usage import UsageTables
 
 log = logging.getLogger(__name__)
@@ -62,7 +53,7 @@ class StaleRegistryError(RuntimeError):
     """
 
 
-class Store(UsageTables):
+class Store(AccessTables, UsageTables):
     """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
 
     def __init__(self, url: str | URL) -> None:
@@ -155,66 +146,6 @@ class Store(UsageTables):
                 meta.append({"key": "config_hash", "value": config_hash})
             _upsert(conn, RegistryMetaRow.__table__, meta, "key")
 
-    # ------------------------------------------------------------------ API keys
-
-    def add_key(
-        self,
-        key_hash: str,
-        *,
-        prefix: str,
-        name: str,
-        tenant: str,
-        scopes: Iterable[str] = (),
-        key_id: str | None = None,
-    ) -> ApiKey:
-        """Store a new key by its SHA-256 hex digest; a hash already stored is a conflict."""
-        key = ApiKey(
-            id=key_id or f"key_{secrets.token_hex(8)}",
-            key_hash=key_hash,
-            prefix=prefix,
-            name=name,
-            tenant=tenant,
-            scopes=tuple(scopes),
-            created_at=utcnow(),
-        )
-        row = asdict(key) | {"scopes": list(key.scopes)}
-        try:
-            with self._writing() as conn:
-                conn.execute(insert(ApiKeyRow), [row])
-        except IntegrityError:
-            raise ConflictError(
-                f"an API key with this hash or id '{key.id}' is already stored"
-            ) from None
-        return key
-
-    def find_key(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash, revoked or not; None when no key has it."""
-        with self._reading() as conn:
-            row = conn.execute(select(ApiKeyRow.__table__).where(ApiKeyRow.key_hash == key_hash))
-            found = row.first()
-        return _key(found._asdict()) if found else None
-
-    def revoke_key(self, key_id: str) -> ApiKey | None:
-        """Mark a key revoked (keeping the first revocation time); None when the id is unknown."""
-        with self._writing() as conn:
-            conn.execute(
-                update(ApiKeyRow)
-                .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-            found = conn.execute(select(ApiKeyRow.__table__).where(ApiKeyRow.id == key_id)).first()
-        return _key(found._asdict()) if found else None
-
-    def list_keys(self, *, tenant: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
-        """Stored keys, oldest first."""
-        query = select(ApiKeyRow.__table__).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
-        if tenant is not None:
-            query = query.where(ApiKeyRow.tenant == tenant)
-        if not include_revoked:
-            query = query.where(ApiKeyRow.revoked_at.is_(None))
-        with self._reading() as conn:
-            return [_key(row._asdict()) for row in conn.execute(query)]
-
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
@@ -257,7 +188,3 @@ def _load(kind: type[Any], table: str, name: str, data: Any) -> Any:
     except ValidationError as exc:
         log.error("store: %s row '%s' no longer validates and is ignored: %s", table, name, exc)
         return None
-
-
-def _key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(**(row | {"scopes": tuple(row["scopes"] or ())}))
