@@ -15,13 +15,12 @@ Embeddings: Titan (one text per InvokeModel call, in parallel) and Cohere (one c
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import binascii
 import functools
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
@@ -35,6 +34,7 @@ from gateway.config import ConfigError, ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError, UpstreamError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.bedrock_embeddings import family_for, invoke
+from gateway.providers.blocking import BlockingPool, gather_bounded
 from gateway.providers.images import ImageFetcher, check_image_count
 from gateway.providers.mapping import (
     JSON_INSTRUCTION,
@@ -57,6 +57,7 @@ from gateway.providers.mapping import (
     wants_json_object,
 )
 from gateway.wire import (
+    MAX_EMBEDDING_INPUTS,
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -109,6 +110,11 @@ ERROR_STATUS = {
 }
 
 MAX_THREADS = 64
+# Calls waiting for a thread, per thread, before new calls are refused with a 503.
+BACKLOG_PER_THREAD = 2
+# Titan embeds one text per call: how many of a request's calls run at once (the texts are
+# capped at the wire's MAX_EMBEDDING_INPUTS, checked again here for any other caller).
+EMBEDDING_CALLS_IN_FLIGHT = 16
 
 
 class BedrockProvider(Provider):
@@ -141,7 +147,12 @@ class BedrockProvider(Provider):
                 "AWS_REGION / AWS_DEFAULT_REGION in the environment"
             )
         self.threads = min(config.max_connections, MAX_THREADS)
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"bedrock-{config.name}")
+        self._pool = BlockingPool(
+            self.threads,
+            backlog=self.threads * BACKLOG_PER_THREAD,
+            name=f"bedrock-{config.name}",
+            provider=config.name,
+        )
         # One botocore client per distinct (connect, read) timeout pair; usually exactly one.
         self._clients: dict[tuple[float, float], Any] = {}
         self._clients_lock = threading.Lock()
@@ -149,7 +160,7 @@ class BedrockProvider(Provider):
 
     async def aclose(self) -> None:
         await self.images.aclose()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         super().check(request, model)
@@ -189,17 +200,27 @@ class BedrockProvider(Provider):
     async def _off_loop(
         self, deadline: Deadline, call: Callable[[], T], *, opens_stream: bool = False
     ) -> T:
-        """Run a blocking boto3 call in this provider's pool, within the call's time budget."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
-        return await (deadline.first(future) if opens_stream else deadline.run(future))
+        """Run a blocking boto3 call in this provider's pool, within the call's time budget.
+
+        Past the budget the call is abandoned: not started if still queued; if running, its
+        thread is freed only when boto3 returns (nothing interrupts it), and a stream it opens
+        then is closed at once.
+        """
+        if not opens_stream:
+            return await deadline.run(self._pool.submit(call))
+        opening = _StreamOpening(call)
+        try:
+            return await deadline.first(self._pool.submit(opening.open))
+        except BaseException:
+            opening.abandon()
+            raise
 
     async def _events(self, stream: Any) -> AsyncIterator[dict[str, Any]]:
         """The ConverseStream events, each read in the pool; the stream is closed at the end."""
-        loop = asyncio.get_running_loop()
         events = iter(stream)
         try:
             while True:
-                event = await loop.run_in_executor(self._pool, next, events, None)
+                event = await self._pool.submit(next, events, None, admit=False)
                 if event is None:
                     return
                 yield event
@@ -450,12 +471,23 @@ class BedrockProvider(Provider):
                 "model",
                 param="model",
             )
-        bodies = family.bodies(request.texts(), request.dimensions)
+        texts = request.texts()
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise InvalidRequestError(
+                f"'input' has {len(texts)} items; provider type '{self.type}' embeds at most "
+                f"{MAX_EMBEDDING_INPUTS} per request",
+                param="input",
+            )
+        bodies = family.bodies(texts, request.dimensions)
         deadline = Deadline(model.timeouts, self.name)
         call = functools.partial(invoke, self._client(model), model.upstream_id)
         try:
-            answers = await asyncio.gather(
-                *(self._off_loop(deadline, functools.partial(call, body)) for body in bodies)
+            answers = await gather_bounded(
+                [
+                    functools.partial(self._off_loop, deadline, functools.partial(call, body))
+                    for body in bodies
+                ],
+                EMBEDDING_CALLS_IN_FLIGHT,
             )
             vectors, tokens = family.read(list(answers))
         except (KeyError, TypeError) as exc:
@@ -504,6 +536,12 @@ class BedrockProvider(Provider):
             ),
         ):
             return cut_error(self.name)
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            # botocore refused what we built from the client's request before sending it.
+            return InvalidRequestError(
+                f"the request cannot be sent to provider type '{self.type}': {exc}",
+                param="messages",
+            )
         if isinstance(exc, botocore.exceptions.ConnectionError):
             return connection_error(self.name, exc)
         if isinstance(
@@ -538,6 +576,39 @@ class _StreamState(StreamedAnswer):
         self.usage: Usage | None = None
 
 
+class _StreamOpening:
+    """A ConverseStream being opened in a thread; one that opens after its caller gave up is
+    closed at once, freeing its connection, instead of being left unread."""
+
+    def __init__(self, call: Callable[[], dict[str, Any]]) -> None:
+        self._call = call
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._response: dict[str, Any] | None = None
+
+    def open(self) -> dict[str, Any]:
+        response = self._call()
+        with self._lock:
+            self._response = response
+            abandoned = self._abandoned
+        if abandoned:
+            _close(response)
+        return response
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            response = self._response
+        if response is not None:
+            _close(response)
+
+
+def _close(response: dict[str, Any]) -> None:
+    stream = response.get("stream")
+    if stream is not None:
+        stream.close()
+
+
 def _has_tool_blocks(request: ChatCompletionRequest) -> bool:
     return any(
         isinstance(m, ToolMessage) or (isinstance(m, AssistantMessage) and m.tool_calls)
@@ -561,7 +632,15 @@ def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:
 def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
     """A `thinking_blocks` entry as Bedrock's reasoningContent, to send a turn back."""
     if block["type"] == "redacted_thinking":
-        return {"reasoningContent": {"redactedContent": base64.b64decode(block["data"])}}
+        try:
+            data = base64.b64decode(block["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError(
+                f"{THINKING_FIELD}[].data of a redacted_thinking block must be base64, as it "
+                "was received",
+                param="messages",
+            ) from None
+        return {"reasoningContent": {"redactedContent": data}}
     text = {"text": block.get("thinking", ""), "signature": block.get("signature")}
     return {"reasoningContent": {"reasoningText": {k: v for k, v in text.items() if v is not None}}}
 
