@@ -1,4 +1,7 @@
-"""Validate what we serve against OpenAI's published OpenAPI document (../shared).
+"""Validate what we serve against OpenAI's published OpenAPI document.
+
+The repository carries its own copy (`tests/spec/openai-openapi.json`: openai/openai-openapi,
+commit f85dbe2, 2026-08-21), so a clone alone can run the tests.
 
 The document is OpenAPI 3.x with `nullable: true` on fields that may be null; JSON Schema has
 no such keyword, so each schema is rewritten to allow null where the document says so.
@@ -15,7 +18,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openai-openapi.json"
 
 
 def _spec_path() -> Path:
