@@ -20,7 +20,7 @@ import anthropic
 import httpx2
 
 from gateway.config import ModelConfig, ProviderConfig
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequestError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.images import parse_data_url
 from gateway.providers.mapping import (
@@ -175,7 +175,7 @@ class AnthropicProvider(Provider):
             output_config["effort"] = request.reasoning_effort
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
-            schema = anthropic.transform_schema(fmt.json_schema.schema_ or {"type": "object"})
+            schema = _structured_output(fmt.json_schema.schema_ or {"type": "object"})
             output_config["format"] = {"type": "json_schema", "schema": schema}
         elif fmt is not None and fmt.type == "json_object":
             params["system"] = [*system, {"type": "text", "text": JSON_INSTRUCTION}]
@@ -395,6 +395,19 @@ class _StreamState(StreamedAnswer):
         self.input: Any = None
         self.output: Any = None
         self.usage: Usage | None = None
+
+
+def _structured_output(schema: dict[str, Any]) -> dict[str, Any]:
+    """The client's schema in the subset Anthropic's structured outputs take; a valid JSON
+    schema outside it (`type` lists, `not`, tuple `items`, boolean subschemas) is a 400."""
+    try:
+        return anthropic.transform_schema(schema)
+    except (AssertionError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidRequestError(
+            "response_format.json_schema.schema cannot be expressed as Anthropic structured "
+            f"output: {str(exc)[:200]}",
+            param="response_format",
+        ) from None
 
 
 def _finish(stop_reason: str | None) -> str:

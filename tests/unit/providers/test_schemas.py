@@ -107,3 +107,22 @@ async def test_a_schema_miss_neither_opens_the_circuit_nor_moves_on(
     assert not counts_against_circuit(error) and not falls_back(error)
     assert not RetryPolicy(RetryConfig()).should_retry(error, 1)
     assert error.body()["error"]["type"] == "upstream_error"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": ["string", "null"]},
+        {"not": {"type": "string"}},
+        {"type": "object", "properties": {"a": True}},
+        {"type": "array", "items": [{"type": "string"}]},
+    ],
+)
+async def test_a_schema_anthropic_cannot_express_is_a_400(
+    anthropic_upstream: Upstream, schema: dict[str, Any]
+) -> None:
+    request = anthropic_upstream.request("Hi", response_format=json_schema(schema))
+    with pytest.raises(InvalidRequestError) as caught:
+        await anthropic_upstream.provider.complete(request, anthropic_upstream.model)
+    assert caught.value.status_code == 400 and caught.value.param == "response_format"
+    assert anthropic_upstream.server.received == []
