@@ -19,6 +19,10 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
 # An app torn down between modules need not wait out production's 30 s ingress drain.
 os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+# As `llmgw up` sets it: Serve's proxy sanitises client request ids before echoing them.
+os.environ.setdefault(
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "gateway.usage.request_ids:serve_middlewares"
+)
 
 
 def _free_port() -> int:

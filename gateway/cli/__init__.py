@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import lifecycle, models, tenants
+from gateway.cli import lifecycle, models, tenants, usage
 
 app = typer.Typer(
     name="llmgw",
@@ -17,6 +17,7 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(models.route_app, name="route")
 app.add_typer(tenants.tenants_app, name="tenants")
 app.add_typer(tenants.keys_app, name="keys")
+app.command("usage")(usage.usage)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ err = Console(stderr=True)
 
 # Ray's default GCS port is Redis's 6379; a local cluster of ours stays clear of it.
 RAY_PORT = 6388
+REQUEST_ID_MIDDLEWARES = "gateway.usage.request_ids:serve_middlewares"
 PRODUCTION_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -125,6 +126,8 @@ def _start_ray(mode: str, num_cpus: int | None) -> None:
     beside = Path(sys.executable).with_name("ray")
     ray = str(beside) if beside.exists() else shutil.which("ray") or "ray"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", LLMGW_HOME=str(state_dir()))
+    # Serve echoes a request's x-request-id as sent: ours replaces an unusable one first.
+    env.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", REQUEST_ID_MIDDLEWARES)
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
     command = [

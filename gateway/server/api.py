@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import orjson
 from fastapi import FastAPI, Request
@@ -26,9 +25,11 @@ from gateway.routing.request import OPEN_POLICY
 from gateway.server.admin import add_admin_routes
 from gateway.server.admin_common import AdminRoutes
 from gateway.server.admin_tenancy import add_tenancy_routes
+from gateway.server.admin_usage import add_usage_routes
 from gateway.server.body import read_body
 from gateway.server.runtime import GatewayRuntime
 from gateway.server.streaming import sse_body
+from gateway.usage.request_ids import served_request_id
 from gateway.wire import ModelCard, ModelList, dump
 
 JSON = "application/json"
@@ -44,12 +45,12 @@ def error_response(error: GatewayError) -> Response:
 
 def _context(request: Request, endpoint: Endpoint) -> RequestContext:
     # Serve's proxy, or RequestIdMiddleware, puts an x-request-id on every request.
-    request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+    request_id = served_request_id(request.headers.get("x-request-id"))
     return RequestContext(
         endpoint=endpoint,
         path=request.url.path,
         headers=request.headers,
-        request_id=request_id[:128],
+        request_id=request_id,
     )
 
 
@@ -75,10 +76,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         headers = MutableHeaders(scope=scope)
-        request_id = headers.get("x-request-id")
-        if request_id is None:
-            request_id = f"req_{uuid.uuid4().hex}"
-            headers.append("x-request-id", request_id)
+        request_id = served_request_id(headers.get("x-request-id"))
+        headers["x-request-id"] = request_id  # a client's unusable one is replaced
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -209,4 +208,5 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
 
     add_admin_routes(api, runtime, gate, error_response)
     add_tenancy_routes(api, AdminRoutes(runtime, gate, error_response))
+    add_usage_routes(api, runtime, gate, error_response)
     return api

@@ -3,17 +3,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.store import Store
+from gateway.store import AuditEvent, Store
 from gateway.store.usage import REPORT_BY, ReportBy
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_BY: tuple[ReportBy, ...] = ("tenant", "model")
+# The columns of a report row after its group's own.
+TOTALS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "total_tokens",
+    "cost_usd",
+    "avg_latency_ms",
+)
 
 
 def parse_by(value: str | Sequence[str] | None) -> tuple[ReportBy, ...]:
@@ -71,10 +83,39 @@ def usage_frame(
                 since=start, until=end, tenant=tenant, key_id=key_id, model=model, limit=None
             )
             return pd.DataFrame([vars(r) for r in records])
+        grouping = parse_by(by)
         rows: list[dict[str, Any]] = db.usage_report(
-            by=parse_by(by), tenant=tenant, key_id=key_id, model=model, since=start, until=end
+            by=grouping, tenant=tenant, key_id=key_id, model=model, since=start, until=end
         )
-        return pd.DataFrame(rows)
+        columns = [("key_id" if b == "key" else b) for b in grouping] + list(TOTALS)
+        return pd.DataFrame(rows, columns=columns)
     finally:
         if owned:
             db.close()
+
+
+class UsageReader(Protocol):
+    """Where `/admin/usage` and `/admin/audit` read from."""
+
+    async def report(self, **filters: Any) -> list[dict[str, Any]]: ...
+
+    async def audit(self, **filters: Any) -> list[AuditEvent]: ...
+
+
+class StoreUsageReader:
+    """Reports read from the store by URL (opened on first use), off the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: Store | None = None
+
+    def _opened(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.url)
+        return self._store
+
+    async def report(self, **filters: Any) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(lambda: self._opened().usage_report(**filters))
+
+    async def audit(self, **filters: Any) -> list[AuditEvent]:
+        return await asyncio.to_thread(lambda: self._opened().list_audit(**filters))
