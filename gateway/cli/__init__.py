@@ -17,6 +17,7 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(models.route_app, name="route")
 app.add_typer(tenants.tenants_app, name="tenants")
 app.add_typer(tenants.keys_app, name="keys")
+app.add_typer(eval.eval_app, name="eval")
 app.command("usage")(usage.usage)
 
 
