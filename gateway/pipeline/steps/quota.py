@@ -23,10 +23,11 @@ def worst_case(ctx: RequestContext) -> dict[str, float]:
     assert ctx.route_request is not None and ctx.decision is not None
     prompt = ctx.route_request.prompt_tokens
     asked = ctx.route_request.max_output_tokens
+    choices = (ctx.chat.n or 1) if ctx.chat is not None else 0  # embeddings have no output
     tokens = usd = 0.0
     for candidate in ctx.decision.candidates:
         model = candidate.model
-        output = 0 if ctx.embedding is not None else (asked or model.max_output_tokens)
+        output = choices * (asked or model.max_output_tokens)
         tokens = max(tokens, float(prompt + output))
         usd = max(usd, model.price.cost(prompt, output, 0))
     return {"requests": 1.0, "tokens": tokens, "usd": usd}

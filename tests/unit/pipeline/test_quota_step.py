@@ -17,6 +17,7 @@ from gateway.routing.decision import Candidate
 from gateway.server.api import create_api
 from gateway.server.local import LocalGateway, local_gateway
 from gateway.tenancy.access import Quota
+from gateway.wire import ChatCompletionRequest
 
 ADMIN_KEY = "sk-llmgw-quota-admin-0123456789"
 KEY = "sk-llmgw-quota-tenant-0123456789"
@@ -154,16 +155,19 @@ async def test_worst_case_is_the_priciest_candidate_and_soft_limits_become_flags
     soft = Quota("tenant:acme", "usd", "month", 0.01, hard=False)
     ctx = RequestContext(endpoint="chat", path="/v1/chat/completions", headers={})
     ctx.principal = Principal(key_id="k1", tenant="acme", quotas=(soft,))
+    ctx.chat = ChatCompletionRequest.model_validate(
+        {"model": "auto", "n": 2, "messages": [{"role": "user", "content": "hi"}]}
+    )
     ctx.route_request = RouteRequest(model="auto", prompt_tokens=10, max_output_tokens=20)
     ctx.decision = RouteDecision("cost", [Candidate(cheap, 0, ""), Candidate(pricey, 0, "")])
     assert worst_case(ctx) == {
         "requests": 1.0,
-        "tokens": 30.0,
-        "usd": pytest.approx(pricey.price.cost(10, 20)),
+        "tokens": 50.0,  # n=2 choices of up to 20 tokens each
+        "usd": pytest.approx(pricey.price.cost(10, 40)),
     }
     gateway = local_gateway(config, hash_key(ADMIN_KEY))
     step = Reserve(gateway.runtime.services)
     await step.handle(ctx)
     assert ctx.flags == ["budget_exceeded:tenant:acme:month"]
     await step.finish(ctx)  # no call was made: all of it goes back
-    assert gateway.runtime.services.quotas.balance(soft) == pytest.approx(pricey.price.cost(10, 20))
+    assert gateway.runtime.services.quotas.balance(soft) == pytest.approx(pricey.price.cost(10, 40))
