@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import lifecycle, models, tenants, usage
+from gateway.cli import eval, lifecycle, models, tenants, usage
 
 app = typer.Typer(
     name="llmgw",
