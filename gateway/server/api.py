@@ -59,6 +59,11 @@ def _served_headers(ctx: RequestContext) -> dict[str, str]:
     if ctx.model is not None:
         headers["x-llmgw-model"] = ctx.model.name
         headers["x-llmgw-provider"] = ctx.model.provider
+        if ctx.usage is not None:
+            # What this call is billed, as its usage record will hold it (eval sweeps read it).
+            u = ctx.usage
+            cost = ctx.model.price.cost(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+            headers["x-llmgw-cost-usd"] = repr(cost)
     return headers
 
 
