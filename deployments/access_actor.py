@@ -7,15 +7,14 @@ within the watch's round trip (milliseconds), and no request ever calls the acto
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
+from deployments.long_poll import ChangeSignal
 from gateway.store import Store
 from gateway.tenancy.access import AccessSnapshot
 from gateway.tenancy.backend import DirectoryBackend, View
@@ -37,8 +36,8 @@ class AccessActor:
     def __init__(self, store_url: str) -> None:
         store = Store(store_url)
         store.migrate()
+        self._changed = ChangeSignal()
         self._backend = DirectoryBackend(Directory(store), on_change=self._notify)
-        self._changed = asyncio.Event()
         snapshot = self._backend.snapshot
         log.info(
             "access actor up at version %d with %d tenants and %d keys",
@@ -79,21 +78,15 @@ class AccessActor:
     async def watch(self, known_version: int, timeout_s: float) -> AccessSnapshot | None:
         """Long poll: the snapshot as soon as its version differs from `known_version`, or
         None after `timeout_s`."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        while self._backend.snapshot.version == known_version:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                return None
-        return self._backend.snapshot
+        backend = self._backend
+        if await self._changed.wait_until(
+            lambda: backend.snapshot.version != known_version, timeout_s
+        ):
+            return backend.snapshot
+        return None
 
     def _notify(self, snapshot: AccessSnapshot) -> None:
-        # Wake every pending watch; later watches wait on a fresh event.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
 
 def get_or_create_access(

@@ -1,19 +1,29 @@
-"""Following an actor's long-poll `watch` from a replica: back off while it is away, find it
-again when it is gone for good. The registry feed and the access feed both follow this way."""
+"""Long polls between a named actor and every replica: the actor wakes pending `watch` calls
+on a change; a replica follows, backs off while the actor is away, finds it again when it is
+gone for good, and holds the newest versioned snapshot. The registry and the access actor
+both work this way."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ray.exceptions import ActorDiedError
 
 log = logging.getLogger("llmgw.long_poll")
 
 T = TypeVar("T")
+
+
+class Versioned(Protocol):
+    version: int
+
+
+V = TypeVar("V", bound=Versioned)
 
 MIN_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
@@ -80,3 +90,61 @@ class ActorLink:
             delay = MIN_BACKOFF_S
             if update is not None:
                 await apply(update)
+
+
+class ChangeSignal:
+    """The actor side of a long poll: `notify` wakes every pending watch at once; watches
+    that start later wait for the next change."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_until(self, ready: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until `ready()` holds (checked after each change), or `timeout_s` passed;
+        returns whether it holds."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return ready()
+        return True
+
+
+class VersionedFeed(Generic[V]):
+    """The replica side: the newest versioned snapshot an actor pushed, and a way to wait for
+    a version (read-your-writes after an admin change)."""
+
+    def __init__(self) -> None:
+        self._current: V | None = None
+        self._updated = asyncio.Condition()
+
+    @property
+    def current(self) -> V:
+        """The newest snapshot this replica has."""
+        if self._current is None:
+            raise RuntimeError(f"{type(self).__name__}.start() has not completed")
+        return self._current
+
+    async def wait_for_version(self, version: int, timeout_s: float = 10.0) -> V:
+        """Wait until this replica holds `version` or newer."""
+        async with self._updated:
+            await asyncio.wait_for(
+                self._updated.wait_for(
+                    lambda: self._current is not None and self._current.version >= version
+                ),
+                timeout_s,
+            )
+        return self.current
+
+    async def _publish(self, snapshot: V) -> None:
+        async with self._updated:
+            self._current = snapshot
+            self._updated.notify_all()

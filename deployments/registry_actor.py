@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 import ray
 from ray.actor import ActorHandle
 
+from deployments.long_poll import ChangeSignal
 from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
 from gateway.registry.registry import Registry
 from gateway.registry.snapshot import RegistrySnapshot
@@ -61,7 +61,7 @@ class RegistryActor:
         self._stats_interval_s = stats_interval_s
         # One thread: changes stay serialised, as they were on the loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmgw-registry")
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
         self._ticker: asyncio.Task[None] | None = None
         log.info(
             "registry actor up at version %d with %d models (%r)",
@@ -119,19 +119,16 @@ class RegistryActor:
         """Long poll: the snapshot as soon as either version differs from the known ones,
         or None after `timeout_s`. A replica calls it again as soon as it returns."""
         self._start_ticker()
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        while True:
-            registry = self._registry
-            # "Differs", not "is past": a replica must also follow a store that was reset.
-            if registry.version != known_version or registry.stats_version != known_stats_version:
-                return registry.snapshot()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                return None
+        registry = self._registry
+        # "Differs", not "is past": a replica must also follow a store that was reset.
+        if await self._changed.wait_until(
+            lambda: (
+                registry.version != known_version or registry.stats_version != known_stats_version
+            ),
+            timeout_s,
+        ):
+            return registry.snapshot()
+        return None
 
     async def report(self, samples: list[CallSample]) -> None:
         """Call samples from a replica (sent in batches about once a second)."""
@@ -162,9 +159,7 @@ class RegistryActor:
         return version
 
     def _notify(self) -> None:
-        # Wake every pending watch; later watches wait on a fresh event.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     def _start_ticker(self) -> None:
         # Started from the first call, inside the actor's event loop.

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from deployments.long_poll import ActorLink
+from deployments.long_poll import ActorLink, VersionedFeed
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
 
@@ -22,7 +22,7 @@ log = logging.getLogger("llmgw.snapshot_feed")
 _WATCH_SLACK_S = 10.0
 
 
-class SnapshotFeed:
+class SnapshotFeed(VersionedFeed[RegistrySnapshot]):
     """The registry snapshot a replica routes on, pushed by the registry actor's `watch`."""
 
     def __init__(
@@ -40,6 +40,7 @@ class SnapshotFeed:
         `get_or_create_registry(...)`); it is called when the actor is gone for good.
         `prepare` runs on each new snapshot, off the event loop, before requests see it (the
         router builds its tables there, not on the first request)."""
+        super().__init__()
         self._link = ActorLink(actor, "registry", reconnect)
         self._prepare = prepare
         self._watch_timeout_s = watch_timeout_s
@@ -47,16 +48,7 @@ class SnapshotFeed:
         self._start_timeout_s = start_timeout_s
         # Samples are statistics: when the actor is away the oldest are dropped, never blocked on.
         self._samples: deque[CallSample] = deque(maxlen=max_buffered)
-        self._current: RegistrySnapshot | None = None
-        self._updated = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def current(self) -> RegistrySnapshot:
-        """The newest snapshot this replica has."""
-        if self._current is None:
-            raise RuntimeError("SnapshotFeed.start() has not completed")
-        return self._current
 
     @property
     def connected(self) -> bool:
@@ -91,17 +83,6 @@ class SnapshotFeed:
         except Exception as exc:
             log.debug("dropped %d call samples: registry unreachable (%r)", len(batch), exc)
 
-    async def wait_for_version(self, version: int, timeout_s: float = 10.0) -> RegistrySnapshot:
-        """Wait until this replica holds registry `version` or newer (read-your-writes)."""
-        async with self._updated:
-            await asyncio.wait_for(
-                self._updated.wait_for(
-                    lambda: self._current is not None and self._current.version >= version
-                ),
-                timeout_s,
-            )
-        return self.current
-
     async def aclose(self) -> None:
         """Stop following; send what samples are buffered."""
         tasks, self._tasks = self._tasks, []
@@ -118,9 +99,7 @@ class SnapshotFeed:
                 await asyncio.to_thread(self._prepare, snapshot)
             except Exception:
                 log.exception("preparing registry version %d failed", snapshot.version)
-        async with self._updated:
-            self._current = snapshot
-            self._updated.notify_all()
+        await self._publish(snapshot)
 
     async def _poll(self, actor: Any) -> RegistrySnapshot | None:
         known = self.current
