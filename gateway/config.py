@@ -176,6 +176,7 @@ DEFAULT_STEPS = [
     "admit",
     "enrich",
     "route",
+    "quota",
     "invoke",
     "meter",
     "audit",

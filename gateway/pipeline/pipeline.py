@@ -20,6 +20,7 @@ BUILTIN_STEPS: dict[str, str] = {
     "admit": "gateway.pipeline.steps.admission:Admit",
     "enrich": "gateway.pipeline.steps.serving:Enrich",
     "route": "gateway.pipeline.steps.serving:Route",
+    "quota": "gateway.pipeline.steps.quota:Reserve",
     "invoke": "gateway.pipeline.steps.serving:Invoke",
     "meter": "gateway.pipeline.steps.records:Meter",
     "audit": "gateway.pipeline.steps.records:Audit",

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.store.access import AccessTables
 from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
+from gateway.store.ledger import LedgerTables
 from gateway.store.records import utcnow
 from gateway.store.schema import ModelRow, ProviderRow, RegistryMetaRow
 from gateway.store.usage import UsageTables
@@ -53,7 +54,7 @@ class StaleRegistryError(RuntimeError):
     """
 
 
-class Store(AccessTables, UsageTables):
+class Store(AccessTables, UsageTables, LedgerTables):
     """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
 
     def __init__(self, url: str | URL) -> None:
