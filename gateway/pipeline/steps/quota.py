@@ -59,6 +59,22 @@ def refusal(exc: QuotaExceeded) -> RateLimitError | BudgetExceededError:
     )
 
 
+def too_large(quota: Quota, amount: float) -> RateLimitError | BudgetExceededError:
+    """A request whose worst case alone passes a limit: waiting will not help, a lower
+    `max_tokens` may."""
+    if quota.metric == "usd":
+        return BudgetExceededError(
+            f"This request may cost up to ${amount:,.4f} (its prompt plus max_tokens at the "
+            f"model's prices), more than the whole budget of {quota.label}. "
+            "Set a lower max_tokens."
+        )
+    return RateLimitError(
+        f"Request too large for {quota.label}: it may use up to {amount:,.0f} tokens (its "
+        "prompt plus max_tokens). Set a lower max_tokens.",
+        param="max_tokens",
+    )
+
+
 def flag(quota: Quota) -> str:
     """How a soft limit passed is flagged: `budget_exceeded:tenant:acme:day`."""
     kind = "budget_exceeded" if quota.metric == "usd" else f"{quota.metric}_limit_exceeded"
@@ -84,6 +100,9 @@ class Reserve(Step):
             return
         costs = worst_case(ctx)
         demand = [(q, costs[q.metric]) for q in principal.quotas]
+        for quota, amount in demand:
+            if quota.hard and amount > quota.limit:
+                raise too_large(quota, amount)
         try:
             reservation = await self.book.reserve(demand)
         except QuotaExceeded as exc:

@@ -171,3 +171,17 @@ async def test_worst_case_is_the_priciest_candidate_and_soft_limits_become_flags
     assert ctx.flags == ["budget_exceeded:tenant:acme:month"]
     await step.finish(ctx)  # no call was made: all of it goes back
     assert gateway.runtime.services.quotas.balance(soft) == pytest.approx(pricey.price.cost(10, 40))
+
+
+async def test_a_request_larger_than_its_limit_is_told_to_lower_max_tokens() -> None:
+    tpm = Quota("tenant:acme", "tokens", "minute", 1000)
+    gateway = local_gateway(parse_config(CONFIG), hash_key(ADMIN_KEY), principals=tenant(tpm))
+    body = {k: v for k, v in BODY.items() if k != "max_tokens"}  # worst case: 4096 out
+    async with await client_for(gateway) as http:
+        refused = await http.post("/v1/chat/completions", json=body)
+        served = await http.post("/v1/chat/completions", json=BODY)
+    assert refused.status_code == 429 and "retry-after" not in refused.headers
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and error["param"] == "max_tokens"
+    assert "tenant 'acme': 1,000 tokens per minute" in error["message"]
+    assert served.status_code == 200
