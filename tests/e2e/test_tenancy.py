@@ -56,8 +56,13 @@ def test_two_tenants_revocation_and_scopes(gateway: str) -> None:
     assert a_key["id"] in keys and a_key["key"] not in keys
 
     a, b = client(gateway, a_key["key"]), client(gateway, b_key["key"])
+    a_prompt = a_completion = 0
     for _ in range(4):  # both replicas know both keys
-        assert a.chat.completions.create(model="sim-smart", messages=HELLO).usage.total_tokens
+        usage = a.chat.completions.create(model="sim-smart", messages=HELLO).usage
+        a_prompt, a_completion = (
+            a_prompt + usage.prompt_tokens,
+            a_completion + usage.completion_tokens,
+        )
         assert b.chat.completions.create(model="sim-fast", messages=HELLO).usage.total_tokens
     assert [m.id for m in b.models.list().data] == ["sim-fast"]
     with pytest.raises(openai.NotFoundError):
@@ -74,6 +79,29 @@ def test_two_tenants_revocation_and_scopes(gateway: str) -> None:
             method, gateway + path, headers={"authorization": f"Bearer {a_key['key']}"}, json={}
         )
         assert response.status_code == 403, (method, path, response.text)
+
+    # The calls are in `llmgw usage` within seconds, with their tokens and cost.
+    expected_cost = a_prompt * 5.0 / 1e6 + a_completion * 15.0 / 1e6
+    deadline = time.monotonic() + 10
+    while True:
+        rows = json.loads(llmgw("usage", "--tenant", "team-a", "--format", "json").stdout)
+        if (rows and rows[0]["requests"] >= 4) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(r["tenant"], r["model"], r["requests"]) for r in rows] == [("team-a", "sim-smart", 4)]
+    assert rows[0]["prompt_tokens"] == a_prompt and rows[0]["completion_tokens"] == a_completion
+    assert rows[0]["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+
+    # A usage:read key of team-b reads team-b's usage only.
+    reader = create_key("team-b", "usage:read")["key"]
+    mine = httpx.get(
+        f"{gateway}/admin/usage", headers={"authorization": f"Bearer {reader}"}
+    ).json()["data"]
+    assert mine and {r["tenant"] for r in mine} == {"team-b"}
+    theirs = httpx.get(
+        f"{gateway}/admin/usage?tenant=team-a", headers={"authorization": f"Bearer {reader}"}
+    )
+    assert theirs.status_code == 403
 
     revoked_at = time.monotonic()
     llmgw("keys", "revoke", a_key["id"])
