@@ -13,17 +13,22 @@ from typing import Any
 
 from ray import serve
 
+from deployments.access_actor import get_or_create_access
+from deployments.access_feed import AccessFeed
 from deployments.admin import ActorAdmin
 from deployments.pool import replica_upstream
+from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
 from deployments.router import RouterInvoker
 from deployments.snapshot_feed import SnapshotFeed
+from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
-from gateway.auth import ADMIN, KeyRing
+from gateway.auth import KeyRing
 from gateway.config import GatewayConfig
 from gateway.pipeline.context import Services
 from gateway.pipeline.invoker import Invoker
+from gateway.quota import LeaseBook
 from gateway.routing import CircuitBoard, prepare
 from gateway.server.api import create_api
 from gateway.server.runtime import GatewayRuntime
@@ -52,6 +57,10 @@ class Ingress:
             prepare=lambda snapshot: prepare(snapshot, config.routing),
         )
         await self.feed.start()
+        self.access = AccessFeed(
+            get_or_create_access(store_url), reconnect=lambda: get_or_create_access(store_url)
+        )
+        await self.access.start()
         self.sink = UsageSink(
             get_or_create_usage_writer(store_url),
             reconnect=lambda: get_or_create_usage_writer(store_url),
@@ -63,15 +72,18 @@ class Ingress:
             invoker: Any = Invoker(upstream, config.routing, circuits)
         else:
             invoker = RouterInvoker(router, config.routing)
+        quota_actor = lambda: get_or_create_quota_actor(store_url)  # noqa: E731
+        self.quotas = LeaseBook(ActorLedger(quota_actor(), reconnect=quota_actor))
         services = Services(
             config=config,
             snapshot=lambda: self.feed.current,
-            keys=KeyRing({admin_key_hash: ADMIN}),
+            keys=KeyRing(admin_key_hash, access=lambda: self.access.current),
             invoker=invoker,
             recorder=recorder,
+            quotas=self.quotas,
         )
         self.runtime = GatewayRuntime.build(
-            services, ActorAdmin(registry, self.feed, providers or [])
+            services, ActorAdmin(registry, self.feed, providers or []), ActorTenancy(self.access)
         )
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -79,5 +91,7 @@ class Ingress:
 
     async def __del__(self) -> None:
         # Graceful stop: what is buffered reaches the writer before the replica goes.
+        await self.quotas.aclose()  # leases not spent go back for other replicas
         await self.sink.aclose()
         await self.feed.aclose()
+        await self.access.aclose()
