@@ -86,6 +86,7 @@ class GatewayClient:
         retries: int = 5,
         timeout_s: float = 120.0,
         providers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
@@ -99,6 +100,7 @@ class GatewayClient:
             headers={"authorization": f"Bearer {key}"},
             timeout=timeout_s,
             limits=limits,
+            transport=transport,
         )
 
     async def aclose(self) -> None:
