@@ -379,6 +379,19 @@ def dump(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
+class ErrorDetail(_Open):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(_Open):
+    """Every error the gateway answers, as OpenAI shapes it."""
+
+    error: ErrorDetail
+
+
 # ---------------------------------------------------------------- embeddings
 
 

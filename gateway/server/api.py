@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -11,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -27,6 +29,7 @@ from gateway.server.admin_common import AdminRoutes
 from gateway.server.admin_tenancy import add_tenancy_routes
 from gateway.server.admin_usage import add_usage_routes
 from gateway.server.body import read_body
+from gateway.server.openapi import openapi_document
 from gateway.server.runtime import GatewayRuntime
 from gateway.server.streaming import sse_body
 from gateway.usage.request_ids import served_request_id
@@ -52,6 +55,21 @@ def _context(request: Request, endpoint: Endpoint) -> RequestContext:
         headers=request.headers,
         request_id=request_id,
     )
+
+
+def _allowed(api: FastAPI, request: Request) -> list[str]:
+    """The methods of the most specific route template the path matches (`/admin/models/x/
+    deprecate` is a deprecation, though `/admin/models/{name:path}` matches it too)."""
+    by_template: dict[str, set[str]] = {}
+    for route in api.routes:
+        match, _ = route.matches(request.scope)
+        path = getattr(route, "path", None)
+        if match != Match.NONE and path is not None:
+            by_template.setdefault(path, set()).update(getattr(route, "methods", None) or ())
+    if not by_template:
+        return []
+    literal = max(by_template, key=lambda path: len(re.sub(r"\{[^}]*\}", "", path)))
+    return sorted(by_template[literal])
 
 
 def _served_headers(ctx: RequestContext) -> dict[str, str]:
@@ -107,6 +125,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+    api.openapi = lambda: openapi_document(api)  # type: ignore[method-assign]
     if request_ids:
         api.add_middleware(RequestIdMiddleware)
     pipeline = runtime.pipeline
@@ -121,8 +140,9 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
             else f"{exc.detail}: {request.method} {request.url.path}"
         )
         response = error_response(cls(message, status_code=exc.status_code))
-        # A 405 names the methods the path does take (`Allow`), as HTTP asks.
-        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # HTTP asks a 405 to name the methods the resource does take.
+            response.headers["allow"] = ", ".join(_allowed(api, request))
         return response
 
     @api.exception_handler(RequestValidationError)
