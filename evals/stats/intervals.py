@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 
 # Bootstrap resamples are drawn in blocks of this many rows so that 2,000 resamples of
 # 100,000 cases never hold more than ~50 MB of indices at once.
@@ -72,9 +72,12 @@ def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> Interval:
     """Wilson's score interval for a binomial proportion (one pass/fail outcome per case)."""
     if n == 0:
         return Interval(np.nan, np.nan, np.nan, "wilson")
-    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), "wilson")
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / denom
+    # The bounds are exactly 0 and 1 at the extremes; rounding would leave 1e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(p, low, high, "wilson")

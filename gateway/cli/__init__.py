@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import eval, lifecycle, models, tenants, usage
+from gateway.cli import (
+    eval,
+    eval_compare,  # noqa: F401  (adds compare and report to eval_app)
+    lifecycle,
+    models,
+    tenants,
+    usage,
+)
 
 app = typer.Typer(
     name="llmgw",
