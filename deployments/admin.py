@@ -9,9 +9,10 @@ from typing import Any
 from ray import serve
 
 from deployments.pool import RAY_ERRORS, unwrap
+from gateway.config import GatewayConfig
 
 
-async def _call(method: Any, *args: Any) -> Any:
+async def call_actor(method: Any, *args: Any) -> Any:
     try:
         return await method.remote(*args)
     except RAY_ERRORS as error:
@@ -31,22 +32,22 @@ class ActorAdmin:
         self.providers = providers
 
     async def _change(self, method: Any, *args: Any) -> int:
-        version = await _call(method, *args)
+        version = await call_actor(method, *args)
         with contextlib.suppress(TimeoutError):
             await self.feed.wait_for_version(version, timeout_s=5.0)
         return version
 
-    async def register_model(self, model: dict[str, Any]) -> int:
-        return await self._change(self.registry.register_model, model)
+    async def register_model(self, model: dict[str, Any], who: str) -> int:
+        return await self._change(self.registry.register_model, model, who)
 
-    async def update_model(self, name: str, changes: dict[str, Any]) -> int:
-        return await self._change(self.registry.update_model, name, changes)
-
-    async def deprecate_model(self, name: str) -> int:
-        return await self._change(self.registry.deprecate, name)
+    async def update_model(self, name: str, changes: dict[str, Any], who: str) -> int:
+        return await self._change(self.registry.update_model, name, changes, who)
 
     async def remove_model(self, name: str) -> int:
         return await self._change(self.registry.remove, name)
+
+    async def plan_config(self, config: GatewayConfig) -> dict[str, list[str]]:
+        return await call_actor(self.registry.plan_config, config)
 
     async def status(self) -> dict[str, Any]:
         # serve.status() blocks on the controller: keep it off this replica's event loop.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +38,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         config, report = default_config()
     else:
         config, report = with_installed_models(load_config(parsed.config), parsed.config)
+        # The registry records which file its config entries came from.
+        config = config.from_file(str(Path(parsed.config).resolve()))
     config = load_price_table().apply(config)
     key = admin_key(config.auth.admin_key_env)
     if key.generated:

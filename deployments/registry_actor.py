@@ -72,13 +72,15 @@ class RegistryActor:
 
     # ------------------------------------------------------------------ changes
 
-    async def register_model(self, model: ModelConfig | Mapping[str, Any]) -> int:
+    async def register_model(
+        self, model: ModelConfig | Mapping[str, Any], who: str = "admin"
+    ) -> int:
         """Add a model; returns the registry version."""
-        return self._changed_to(await self._write(self._registry.register_model, model))
+        return self._changed_to(await self._write(self._registry.register_model, model, who))
 
-    async def update_model(self, name: str, changes: Mapping[str, Any]) -> int:
+    async def update_model(self, name: str, changes: Mapping[str, Any], who: str = "admin") -> int:
         """Change fields of a model (nested mappings merge); returns the registry version."""
-        return self._changed_to(await self._write(self._registry.update_model, name, changes))
+        return self._changed_to(await self._write(self._registry.update_model, name, changes, who))
 
     async def deprecate(self, name: str) -> int:
         """Mark a model deprecated; returns the registry version."""
@@ -105,6 +107,10 @@ class RegistryActor:
     async def apply_config(self, config: GatewayConfig) -> int:
         """Upsert a (changed) config file's providers and models; returns the version."""
         return self._changed_to(await self._write(self._registry.apply_config, config))
+
+    async def plan_config(self, config: GatewayConfig) -> dict[str, list[str]]:
+        """What applying `config` would change (nothing is applied)."""
+        return (await self._write(self._registry.plan_config, config)).summary()
 
     # ------------------------------------------------------------------ reading
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deployments.access_feed import AccessFeed
-from deployments.admin import _call
+from deployments.admin import call_actor
 from gateway.tenancy.backend import View
 
 
@@ -23,33 +23,33 @@ class ActorTenancy:
             await self.feed.wait_for_version(version, timeout_s=5.0)
 
     async def create_tenant(self, data: Mapping[str, Any]) -> tuple[View, int]:
-        tenant, version = await _call(self.feed.actor.create_tenant, data)
+        tenant, version = await call_actor(self.feed.actor.create_tenant, data)
         await self._changed(version)
         return tenant, version
 
     async def update_tenant(self, name: str, changes: Mapping[str, Any]) -> tuple[View, View, int]:
-        before, after, version = await _call(self.feed.actor.update_tenant, name, changes)
+        before, after, version = await call_actor(self.feed.actor.update_tenant, name, changes)
         await self._changed(version)
         return before, after, version
 
     async def create_key(self, data: Mapping[str, Any]) -> tuple[View, str, int]:
-        view, secret, version = await _call(self.feed.actor.create_key, data)
+        view, secret, version = await call_actor(self.feed.actor.create_key, data)
         await self._changed(version)
         return view, secret, version
 
     async def revoke_key(self, key_id: str) -> tuple[View, int]:
-        view, version = await _call(self.feed.actor.revoke_key, key_id)
+        view, version = await call_actor(self.feed.actor.revoke_key, key_id)
         await self._changed(version)
         return view, version
 
     async def tenant(self, name: str) -> View:
-        return await _call(self.feed.actor.tenant, name)
+        return await call_actor(self.feed.actor.tenant, name)
 
     async def tenants(self) -> list[View]:
-        return await _call(self.feed.actor.tenants)
+        return await call_actor(self.feed.actor.tenants)
 
     async def key(self, key_id: str) -> View:
-        return await _call(self.feed.actor.key, key_id)
+        return await call_actor(self.feed.actor.key, key_id)
 
     async def keys(self, tenant: str | None = None) -> list[View]:
-        return await _call(self.feed.actor.keys, tenant)
+        return await call_actor(self.feed.actor.keys, tenant)

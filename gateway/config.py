@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ProviderType = Literal["sim", "openai", "azure_openai", "anthropic", "bedrock", "ollama"]
 UseCase = Literal["chat", "summarization", "classification", "extraction", "research"]
@@ -276,8 +284,20 @@ class StoreConfig(_Section):
     )
 
 
+class RegistryConfig(_Section):
+    """How the registry follows this file across restarts."""
+
+    on_removed: Literal["remove", "deprecate"] = Field(
+        default="remove",
+        description="what happens to a model an earlier config declared and this one does not",
+    )
+
+
 class GatewayConfig(_Section):
     """The whole config file."""
+
+    # The file it was loaded from (None: built in, or built in code); the registry records it.
+    _source: str | None = PrivateAttr(default=None)
 
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -287,6 +307,16 @@ class GatewayConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     deployments: dict[str, DeploymentSettings] = Field(default_factory=dict)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    def from_file(self, path: str | None) -> GatewayConfig:
+        """This config, noting the file it came from."""
+        self._source = path
+        return self
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -378,7 +408,7 @@ def load_config(path: str | Path | None = None) -> GatewayConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path)).from_file(str(path.resolve()))
 
 
 def state_dir() -> Path:

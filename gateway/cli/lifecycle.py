@@ -272,6 +272,12 @@ def status(
         f"Registry version {registry['version']}: {registry['models']} models, "
         f"providers: {', '.join(registry['providers'])}"
     )
+    source = registry.get("config") or {}
+    origins = ", ".join(f"{n} from {kind}" for kind, n in (registry.get("origins") or {}).items())
+    console.print(
+        f"Reconciled with config {source.get('path') or '(built in)'} "
+        f"(hash {(source.get('hash') or '-')[:12]}); models: {origins or 'none'}"
+    )
     providers = data.get("providers")
     if providers:
         table = Table(title="Providers")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import yaml
 from rich.table import Table
 
 from gateway.cli.client import AdminClient, CLIError
-from gateway.cli.lifecycle import _friendly, console
+from gateway.cli.lifecycle import _friendly, console, err
 
 models_app = typer.Typer(help="List, inspect and change the models the gateway serves.")
 route_app = typer.Typer(help="See how the gateway routes a request.")
@@ -121,6 +122,39 @@ def set_fields(
     console.print(f"updated {data['model']} (registry version {data['version']})")
 
 
+@models_app.command("diff")
+def diff(
+    config: Annotated[Path, typer.Option("--config", help="The config file to compare with.")],
+    url: UrlOption = None,
+) -> None:
+    """What a start with --config would add, change, remove and deprecate in the registry.
+    Exits 0 when nothing, 2 when something would change (for deploy pipelines)."""
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        err.print(f"[red]error:[/red] {config}: cannot read the config file ({exc})")
+        raise typer.Exit(1) from None
+    try:
+        plan = AdminClient.from_state(url).request(
+            "POST", f"/admin/registry/diff?path={quote(str(config.resolve()))}", data
+        )
+    except CLIError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    labels = {"add": "+", "change": "~", "remove": "-", "deprecate": "!"}
+    changes = 0
+    for kind, sign in labels.items():
+        for name in plan.get(kind, []):
+            console.print(f"{sign} {kind:<9} {name}")
+            changes += 1
+    for name in plan.get("admin_overrides_kept", []):
+        console.print(f"= keep      {name} (changed by an admin; the file leaves it as it was)")
+    if not changes:
+        console.print(f"no changes: the registry matches {config}")
+        raise typer.Exit(0)
+    raise typer.Exit(2)
+
+
 @models_app.command("deprecate")
 @_friendly
 def deprecate(name: str, url: UrlOption = None) -> None:
@@ -144,6 +178,10 @@ def explain(
     model: Annotated[str, typer.Option(help="A model name, alias, or auto.")] = "auto",
     use_case: Annotated[str | None, typer.Option(help="chat, summarization, ...")] = None,
     strategy: Annotated[str | None, typer.Option(help="capability, cost, latency, ...")] = None,
+    min_quality: Annotated[
+        float | None,
+        typer.Option(help="Route to the cheapest model whose published quality clears this."),
+    ] = None,
     stream: Annotated[bool, typer.Option(help="Route as a streaming request.")] = False,
     max_tokens: Annotated[int | None, typer.Option(help="The request's max_tokens.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -155,6 +193,8 @@ def explain(
         body["use_case"] = use_case
     if strategy:
         body["route"] = {"strategy": strategy}
+    if min_quality is not None:
+        body.setdefault("route", {})["min_quality"] = min_quality
     if stream:
         body["stream"] = True
     if max_tokens:

@@ -23,7 +23,8 @@ from gateway.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from gateway.registry.seed import config_digest, merge_config
+from gateway.registry.origin import Key, Origin
+from gateway.registry.seed import Reconciliation, config_digest, reconcile
 from gateway.registry.snapshot import ModelStats, RegistrySnapshot
 from gateway.registry.stats import CallSample, CallStats
 from gateway.store import StaleRegistryError, Store
@@ -47,12 +48,16 @@ class Registry:
         providers: Iterable[ProviderConfig] = (),
         models: Iterable[ModelConfig] = (),
         config_hash: str | None = None,
+        config_path: str | None = None,
+        origins: Mapping[Key, Origin] | None = None,
         clock: Callable[[], float] = time.time,
         stats_interval_s: float = 1.0,
     ) -> None:
         self._store = store
         self._version = version
         self._config_hash = config_hash
+        self._config_path = config_path
+        self._origins: dict[Key, Origin] = dict(origins or {})
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in providers}
         self._models: dict[str, ModelConfig] = {m.name: m for m in models}
         self._owners = _owners(self._models)
@@ -89,6 +94,12 @@ class Registry:
             providers=state.providers,
             models=state.models,
             config_hash=state.config_hash,
+            config_path=state.config_path,
+            origins={
+                key: origin
+                for key, data in state.origins.items()
+                if (origin := Origin.from_json(data)) is not None
+            },
             clock=clock,
             stats_interval_s=stats_interval_s,
         )
@@ -96,27 +107,45 @@ class Registry:
             registry.apply_config(config)
         return registry
 
+    def plan_config(self, config: GatewayConfig) -> Reconciliation:
+        """What applying `config` would add, change, remove and deprecate (nothing is saved)."""
+        return reconcile(self._providers, self._models, self._origins, config, config.source)
+
     def apply_config(self, config: GatewayConfig) -> int:
-        """Upsert the config file's providers and models, unless this very file was the last
-        one applied (then the store wins). Returns the version."""
+        """Reconcile the registry with the config file (see `gateway.registry.seed`), unless
+        this very file was the last one applied. Returns the version."""
         digest = config_digest(config)
         if digest == self._config_hash:
             return self._version
-        providers, models = merge_config(self._providers, self._models, config)
-        changed = [m for name, m in models.items() if self._models.get(name) != m]
+        plan = self.plan_config(config)
+        saved = [
+            entry
+            for kind, entries, before in (
+                ("provider", plan.providers, self._providers),
+                ("model", plan.models, self._models),
+            )
+            for name, entry in entries.items()
+            if before.get(name) != entry
+            or self._origins.get((kind, name)) != plan.origins.get((kind, name))  # type: ignore[arg-type]
+        ]
         log.info(
-            "registry: applying the config file (%d providers, %d models) at version %d",
-            len(config.providers),
-            len(config.models),
+            "registry: reconciled with %s at version %d: %s",
+            config.source or "the built-in config",
             self._version + 1,
+            {k: v for k, v in plan.summary().items() if v},
         )
         version = self._commit(
-            providers=providers,
-            models=models,
-            saved=[*config.providers, *changed],
+            providers=plan.providers,
+            models=plan.models,
+            saved=saved,
+            deleted_models=[n for n in self._models if n not in plan.models],
+            deleted_providers=[n for n in self._providers if n not in plan.providers],
             config_hash=digest,
+            config_path=config.source,
+            origins=plan.origins,
         )
         self._config_hash = digest
+        self._config_path = config.source
         return version
 
     # ------------------------------------------------------------------ reading
@@ -135,6 +164,15 @@ class Registry:
         return self._config_hash
 
     @property
+    def config_path(self) -> str | None:
+        """The path of the config file last applied (None: built in)."""
+        return self._config_path
+
+    @property
+    def origins(self) -> Mapping[Key, Origin]:
+        return self._origins
+
+    @property
     def models(self) -> Mapping[str, ModelConfig]:
         return self._models
 
@@ -147,7 +185,17 @@ class Registry:
         snap = self._snapshot
         if snap is None or snap.version != self._version:
             snap = RegistrySnapshot(
-                self._version, self._providers, self._models, self._stats, self._stats_version
+                self._version,
+                self._providers,
+                self._models,
+                self._stats,
+                self._stats_version,
+                origins={
+                    name: origin.to_json()
+                    for (kind, name), origin in self._origins.items()
+                    if kind == "model"
+                },
+                config_source={"path": self._config_path, "hash": self._config_hash},
             )
         elif snap.stats_version != self._stats_version:
             snap = snap.with_stats(self._stats, self._stats_version)
@@ -156,7 +204,9 @@ class Registry:
 
     # ------------------------------------------------------------------ providers
 
-    def register_provider(self, provider: ProviderConfig | Mapping[str, Any]) -> int:
+    def register_provider(
+        self, provider: ProviderConfig | Mapping[str, Any], who: str = "admin"
+    ) -> int:
         """Add a provider; registering the same one again changes nothing. Returns the version."""
         provider = _validate(ProviderConfig, provider, "provider")
         existing = self._providers.get(provider.name)
@@ -168,10 +218,12 @@ class Registry:
                 param="name",
             )
         return self._commit(
-            providers={**self._providers, provider.name: provider}, saved=[provider]
+            providers={**self._providers, provider.name: provider},
+            saved=[provider],
+            origins={**self._origins, ("provider", provider.name): Origin.admin(who)},
         )
 
-    def update_provider(self, name: str, changes: Mapping[str, Any]) -> int:
+    def update_provider(self, name: str, changes: Mapping[str, Any], who: str = "admin") -> int:
         """Change some fields of a provider (nested mappings are merged). Returns the version."""
         current = self._providers.get(name)
         if current is None:
@@ -181,7 +233,11 @@ class Registry:
         updated = _validate(ProviderConfig, _merge(current.model_dump(), changes), "provider")
         if updated == current:
             return self._version
-        return self._commit(providers={**self._providers, name: updated}, saved=[updated])
+        return self._commit(
+            providers={**self._providers, name: updated},
+            saved=[updated],
+            origins=self._changed_by(("provider", name), who),
+        )
 
     def remove_provider(self, name: str) -> int:
         """Remove a provider no model uses. Returns the version."""
@@ -195,11 +251,12 @@ class Registry:
                 param="name",
             )
         providers = {k: v for k, v in self._providers.items() if k != name}
-        return self._commit(providers=providers, deleted_providers=[name])
+        origins = {k: v for k, v in self._origins.items() if k != ("provider", name)}
+        return self._commit(providers=providers, deleted_providers=[name], origins=origins)
 
     # ------------------------------------------------------------------ models
 
-    def register_model(self, model: ModelConfig | Mapping[str, Any]) -> int:
+    def register_model(self, model: ModelConfig | Mapping[str, Any], who: str = "admin") -> int:
         """Add a model; registering the same one again changes nothing. Returns the version."""
         model = _validate(ModelConfig, model, "model")
         existing = self._models.get(model.name)
@@ -210,9 +267,13 @@ class Registry:
                 f"model '{model.name}' is already registered; update it instead", param="model"
             )
         self._check_model(model)
-        return self._commit(models={**self._models, model.name: model}, saved=[model])
+        return self._commit(
+            models={**self._models, model.name: model},
+            saved=[model],
+            origins={**self._origins, ("model", model.name): Origin.admin(who)},
+        )
 
-    def update_model(self, name: str, changes: Mapping[str, Any]) -> int:
+    def update_model(self, name: str, changes: Mapping[str, Any], who: str = "admin") -> int:
         """Change some fields of a model, validated as a whole; nested mappings (price,
         timeouts, sim) are merged, other values replace. Returns the version."""
         current = self._require(name)
@@ -227,11 +288,15 @@ class Registry:
         self._check_model(updated)
         dropped = set(current.aliases) - set(updated.aliases)
         self._check_unreferenced(name, dropped, "drop alias(es)")
-        return self._commit(models={**self._models, name: updated}, saved=[updated])
+        return self._commit(
+            models={**self._models, name: updated},
+            saved=[updated],
+            origins=self._changed_by(("model", name), who),
+        )
 
-    def deprecate(self, name: str) -> int:
+    def deprecate(self, name: str, who: str = "admin") -> int:
         """Mark a model deprecated: still served when named, no longer picked by routing."""
-        return self.update_model(name, {"status": "deprecated"})
+        return self.update_model(name, {"status": "deprecated"}, who)
 
     def remove(self, name: str) -> int:
         """Remove a model no other model falls back to. Returns the version."""
@@ -239,7 +304,8 @@ class Registry:
         self._check_unreferenced(name, {name, *current.aliases}, "remove it")
         models = {k: v for k, v in self._models.items() if k != name}
         self._calls.forget(name)
-        return self._commit(models=models, deleted_models=[name])
+        origins = {k: v for k, v in self._origins.items() if k != ("model", name)}
+        return self._commit(models=models, deleted_models=[name], origins=origins)
 
     # ------------------------------------------------------------------ live statistics
 
@@ -327,6 +393,10 @@ class Registry:
                 param="model",
             )
 
+    def _changed_by(self, key: Key, who: str) -> dict[Key, Origin]:
+        origin = self._origins.get(key)
+        return {**self._origins, key: origin.changed_by(who) if origin else Origin.admin(who)}
+
     def _commit(
         self,
         *,
@@ -336,6 +406,8 @@ class Registry:
         deleted_models: Iterable[str] = (),
         deleted_providers: Iterable[str] = (),
         config_hash: str | None = None,
+        config_path: str | None = None,
+        origins: dict[Key, Origin] | None = None,
     ) -> int:
         """Save a change, then make it current (new dicts: snapshots already out stay intact)."""
         version = self._version + 1
@@ -349,12 +421,18 @@ class Registry:
                     delete_models=deleted_models,
                     delete_providers=deleted_providers,
                     config_hash=config_hash,
+                    config_path=config_path,
+                    origins={
+                        key: origin.to_json() for key, origin in (origins or self._origins).items()
+                    },
                 )
             except (SQLAlchemyError, StaleRegistryError) as exc:
                 log.exception("registry: saving version %d failed", version)
                 raise ServiceUnavailableError(
                     f"the registry could not save the change to its store: {exc}"
                 ) from exc
+        if origins is not None:
+            self._origins = origins
         if providers is not None:
             self._providers = providers
         if models is not None:

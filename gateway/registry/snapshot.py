@@ -7,6 +7,7 @@ nothing on the request path calls the actor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.config import ModelConfig, ProviderConfig
 
@@ -37,6 +38,10 @@ class RegistrySnapshot:
     stats: dict[str, ModelStats] = field(default_factory=dict)
     stats_version: int = 0
     _names: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where each model came from (see `gateway.registry.origin`), and the config file last
+    # reconciled with ({"path", "hash"}).
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    config_source: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         names = self._names
@@ -59,5 +64,12 @@ class RegistrySnapshot:
     def with_stats(self, stats: dict[str, ModelStats], stats_version: int) -> RegistrySnapshot:
         """The same models with fresher statistics (indexes are shared, not rebuilt)."""
         return RegistrySnapshot(
-            self.version, self.providers, self.models, stats, stats_version, self._names
+            self.version,
+            self.providers,
+            self.models,
+            stats,
+            stats_version,
+            self._names,
+            self.origins,
+            self.config_source,
         )

@@ -2,37 +2,35 @@
 
 Every route passes the pipeline as an `admin` endpoint (authenticated, `admin` scope, audited);
 changes go to the registry actor, whose next pushed snapshot carries them to every replica.
+Each change records who made it, so the registry can tell an admin's entry (or an admin's
+change to a config entry) from the config file's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import Counter
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
-from gateway.config import ModelConfig
-from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
-from gateway.pipeline.context import Endpoint, RequestContext
-from gateway.pipeline.steps.admission import Validate, validation_error
+from gateway.config import ConfigError, ModelConfig, parse_config
+from gateway.errors import InvalidRequestError, ModelNotFoundError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.steps.admission import Validate
 from gateway.pipeline.steps.serving import Enrich
+from gateway.providers.prices import load_price_table
+from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing import plan
+from gateway.server.admin_common import AdminRoutes, json_response
 from gateway.server.body import read_body
-from gateway.server.runtime import GatewayRuntime
-
-Gate = Callable[[Request, Endpoint], Awaitable[RequestContext]]
-ErrorResponse = Callable[[GatewayError], Response]
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def model_view(model: ModelConfig, stats: Any) -> dict[str, Any]:
+def model_view(model: ModelConfig, snapshot: RegistrySnapshot) -> dict[str, Any]:
+    """A model as the admin API shows it: its entry, where it came from, live statistics."""
+    stats = snapshot.stats_for(model.name)
     view = model.model_dump(mode="json", exclude_none=True)
+    view["origin"] = snapshot.origins.get(model.name) or {"kind": "unknown"}
     view["stats"] = {
         "requests": stats.requests,
         "error_rate": round(stats.error_rate, 4),
@@ -61,129 +59,140 @@ def decision_view(decision: Any) -> dict[str, Any]:
     }
 
 
-async def _body(request: Request, limit: int) -> dict[str, Any]:
-    try:
-        data = orjson.loads(await read_body(request, limit) or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"the body is not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the body must be a JSON object")
-    return data
+def _who(ctx: RequestContext) -> str:
+    return ctx.principal.key_id if ctx.principal is not None else "unknown"
 
 
-def add_admin_routes(
-    api: FastAPI, runtime: GatewayRuntime, gate: Gate, error_response: ErrorResponse
-) -> None:
-    """Mount `/admin/*` on `api`. Each route reads its body only once the caller has passed
-    the gate as an admin."""
+def add_admin_routes(api: FastAPI, routes: AdminRoutes) -> None:
+    """Mount the registry, routing and status routes of `/admin` on `api`. Each route reads
+    its body only once the caller has passed the gate as an admin."""
+    runtime = routes.runtime
     services = runtime.services
-    max_body = services.config.server.max_body_bytes
-
-    async def admin(request: Request, action: Callable[[], Awaitable[Response]]) -> Response:
-        ctx = await gate(request, "admin")
-        if ctx.error is None:
-            try:
-                response = await action()
-            except ValidationError as exc:
-                ctx.error = validation_error(exc)
-            except GatewayError as error:
-                ctx.error = error
-            else:
-                ctx.status = response.status_code
-        if ctx.error is not None:
-            ctx.status = ctx.error.status_code
-        await runtime.pipeline.finish(ctx)
-        if ctx.error is not None:
-            return error_response(ctx.error)
-        return response
+    admin = runtime.admin
 
     @api.get("/admin/models")
     async def admin_models(request: Request) -> Response:
-        async def action() -> Response:
+        async def action(ctx: RequestContext) -> Response:
             snapshot = services.snapshot()
-            data = [model_view(m, snapshot.stats_for(m.name)) for m in snapshot.models.values()]
-            return _json({"version": snapshot.version, "data": data})
+            data = [model_view(m, snapshot) for m in snapshot.models.values()]
+            return json_response({"version": snapshot.version, "data": data})
 
-        return await admin(request, action)
+        return await routes.run(request, action)
 
     @api.get("/admin/models/{name:path}")
     async def admin_model(name: str, request: Request) -> Response:
-        async def action() -> Response:
+        async def action(ctx: RequestContext) -> Response:
             snapshot = services.snapshot()
             model = snapshot.resolve(name)
             if model is None:
                 raise ModelNotFoundError(f"no model named '{name}'", param="name")
-            return _json(model_view(model, snapshot.stats_for(model.name)))
+            return json_response(model_view(model, snapshot))
 
-        return await admin(request, action)
+        return await routes.run(request, action)
 
     @api.post("/admin/models")
     async def register(request: Request) -> Response:
-        async def action() -> Response:
-            model = ModelConfig.model_validate(await _body(request, max_body))
-            version = await runtime.admin.register_model(model.model_dump(mode="json"))
-            return _json({"version": version, "model": model.name}, status=201)
+        async def action(ctx: RequestContext) -> Response:
+            model = ModelConfig.model_validate(await routes.body(request))
+            entry = model.model_dump(mode="json")
+            version = await admin.register_model(entry, _who(ctx))
+            ctx.audit_detail = {"action": "model.register", "before": None, "after": entry}
+            return json_response({"version": version, "model": model.name}, status=201)
 
-        return await admin(request, action)
+        return await routes.run(request, action)
+
+    async def change(request: Request, name: str, what: str, changes: Any) -> Response:
+        async def action(ctx: RequestContext) -> Response:
+            before = services.snapshot().models.get(name)
+            body = changes if changes is not None else await routes.body(request)
+            version = await admin.update_model(name, body, _who(ctx))
+            after = services.snapshot().models.get(name)
+            ctx.audit_detail = {
+                "action": what,
+                "before": before.model_dump(mode="json") if before else None,
+                "after": after.model_dump(mode="json") if after else None,
+            }
+            return json_response({"version": version, "model": name, **(changes or {})})
+
+        return await routes.run(request, action)
 
     @api.patch("/admin/models/{name:path}")
     async def update(name: str, request: Request) -> Response:
-        async def action() -> Response:
-            version = await runtime.admin.update_model(name, await _body(request, max_body))
-            return _json({"version": version, "model": name})
-
-        return await admin(request, action)
+        return await change(request, name, "model.update", None)
 
     @api.post("/admin/models/{name:path}/deprecate")
     async def deprecate(name: str, request: Request) -> Response:
-        async def action() -> Response:
-            version = await runtime.admin.deprecate_model(name)
-            return _json({"version": version, "model": name, "status": "deprecated"})
-
-        return await admin(request, action)
+        return await change(request, name, "model.deprecate", {"status": "deprecated"})
 
     @api.delete("/admin/models/{name:path}")
     async def remove(name: str, request: Request) -> Response:
-        async def action() -> Response:
-            version = await runtime.admin.remove_model(name)
-            return _json({"version": version, "model": name, "removed": True})
+        async def action(ctx: RequestContext) -> Response:
+            before = services.snapshot().models.get(name)
+            version = await admin.remove_model(name)
+            ctx.audit_detail = {
+                "action": "model.remove",
+                "before": before.model_dump(mode="json") if before else None,
+                "after": None,
+            }
+            return json_response({"version": version, "model": name, "removed": True})
 
-        return await admin(request, action)
+        return await routes.run(request, action)
+
+    @api.post("/admin/registry/diff")
+    async def diff(request: Request) -> Response:
+        """What a start with the posted config would add, change, remove and deprecate."""
+
+        async def action(ctx: RequestContext) -> Response:
+            try:
+                config = parse_config(await routes.body(request), "the posted config")
+            except ConfigError as exc:
+                raise InvalidRequestError(str(exc), param="config") from None
+            config = load_price_table().apply(config).from_file(request.query_params.get("path"))
+            return json_response(await admin.plan_config(config))
+
+        return await routes.run(request, action)
 
     @api.post("/admin/route/explain")
     async def explain(request: Request) -> Response:
         """The ranked candidates the gateway would try for a chat request, and why."""
 
-        async def action() -> Response:
-            ctx = RequestContext(
+        async def action(ctx: RequestContext) -> Response:
+            call = RequestContext(
                 endpoint="chat", path="/v1/chat/completions", headers=request.headers
             )
-            ctx.body = await read_body(request, max_body)
+            call.body = await read_body(request, routes.max_body)
+            call.principal = ctx.principal
             # The same parsing and enrichment a call gets, whatever the configured steps.
-            await Validate(services).handle(ctx)
-            await Enrich(services).handle(ctx)
-            assert ctx.route_request is not None and ctx.snapshot is not None
+            await Validate(services).handle(call)
+            await Enrich(services).handle(call)
+            assert call.route_request is not None and call.snapshot is not None
             decision = plan(
-                ctx.route_request,
-                ctx.snapshot,
+                call.route_request,
+                call.snapshot,
                 services.config.routing,
                 services.invoker.circuits,
                 explain=True,
             )
-            return _json(decision_view(decision))
+            return json_response(decision_view(decision))
 
-        return await admin(request, action)
+        return await routes.run(request, action)
 
     @api.get("/admin/status")
     async def status(request: Request) -> Response:
-        async def action() -> Response:
+        async def action(ctx: RequestContext) -> Response:
             snapshot = services.snapshot()
-            data = await runtime.admin.status()
+            data = await admin.status()
+            origins = Counter(
+                (snapshot.origins.get(name) or {}).get("kind", "unknown")
+                for name in snapshot.models
+            )
             data["registry"] = {
                 "version": snapshot.version,
                 "models": len(snapshot.models),
                 "providers": sorted(snapshot.providers),
+                "config": snapshot.config_source,
+                "origins": dict(sorted(origins.items())),
             }
-            return _json(data)
+            return json_response(data)
 
-        return await admin(request, action)
+        return await routes.run(request, action)

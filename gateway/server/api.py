@@ -231,7 +231,8 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         body["models"] = len(snapshot.models)
         return Response(orjson.dumps(body), media_type=JSON)
 
-    add_admin_routes(api, runtime, gate, error_response)
-    add_tenancy_routes(api, AdminRoutes(runtime, gate, error_response))
+    admin_routes = AdminRoutes(runtime, gate, error_response)
+    add_admin_routes(api, admin_routes)
+    add_tenancy_routes(api, admin_routes)
     add_usage_routes(api, runtime, gate, error_response)
     return api

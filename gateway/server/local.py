@@ -51,17 +51,17 @@ class RegistryAdmin:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def register_model(self, model: dict[str, Any]) -> int:
-        return self.registry.register_model(model)
+    async def register_model(self, model: dict[str, Any], who: str) -> int:
+        return self.registry.register_model(model, who)
 
-    async def update_model(self, name: str, changes: dict[str, Any]) -> int:
-        return self.registry.update_model(name, changes)
-
-    async def deprecate_model(self, name: str) -> int:
-        return self.registry.deprecate(name)
+    async def update_model(self, name: str, changes: dict[str, Any], who: str) -> int:
+        return self.registry.update_model(name, changes, who)
 
     async def remove_model(self, name: str) -> int:
         return self.registry.remove(name)
+
+    async def plan_config(self, config: GatewayConfig) -> dict[str, list[str]]:
+        return self.registry.plan_config(config).summary()
 
     async def status(self) -> dict[str, Any]:
         return {"applications": {}, "process": platform.node()}

@@ -59,6 +59,7 @@ class ProviderRow(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     config: Mapped[dict[str, Any]] = mapped_column(Json)
+    origin: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
 
 
 class ModelRow(Base):
@@ -66,6 +67,7 @@ class ModelRow(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     config: Mapped[dict[str, Any]] = mapped_column(Json)
+    origin: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

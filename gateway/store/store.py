@@ -7,7 +7,7 @@ from two processes), PostgreSQL for clusters. The schema is Alembic's, applied b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -45,6 +45,8 @@ class RegistryState(NamedTuple):
     providers: list[ProviderConfig]
     models: list[ModelConfig]
     config_hash: str | None
+    origins: dict[tuple[str, str], dict[str, Any]] = {}
+    config_path: str | None = None
 
 
 class StaleRegistryError(RuntimeError):
@@ -91,22 +93,31 @@ class Store(AccessTables, UsageTables, LedgerTables):
         with self._reading() as conn:
             meta = dict(conn.execute(select(RegistryMetaRow.key, RegistryMetaRow.value)).all())
             provider_rows = conn.execute(
-                select(ProviderRow.name, ProviderRow.config).order_by(ProviderRow.name)
+                select(ProviderRow.name, ProviderRow.config, ProviderRow.origin).order_by(
+                    ProviderRow.name
+                )
             ).all()
             model_rows = conn.execute(
-                select(ModelRow.name, ModelRow.config).order_by(ModelRow.name)
+                select(ModelRow.name, ModelRow.config, ModelRow.origin).order_by(ModelRow.name)
             ).all()
         providers = [
             p
-            for name, data in provider_rows
+            for name, data, _ in provider_rows
             if (p := _load(ProviderConfig, "providers", name, data))
         ]
-        models = [m for name, data in model_rows if (m := _load(ModelConfig, "models", name, data))]
+        models = [
+            m for name, data, _ in model_rows if (m := _load(ModelConfig, "models", name, data))
+        ]
+        origins = {("provider", name): o for name, _, o in provider_rows if o} | {
+            ("model", name): o for name, _, o in model_rows if o
+        }
         return RegistryState(
             version=int(meta.get("version", 0)),
             providers=providers,
             models=models,
             config_hash=meta.get("config_hash"),
+            origins=origins,
+            config_path=meta.get("config_path"),
         )
 
     def save_registry_change(
@@ -118,12 +129,29 @@ class Store(AccessTables, UsageTables, LedgerTables):
         delete_models: Iterable[str] = (),
         delete_providers: Iterable[str] = (),
         config_hash: str | None = None,
+        config_path: str | None = None,
+        origins: Mapping[tuple[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
-        """Upsert and delete providers and models and record `version`, in one transaction."""
+        """Upsert and delete providers and models (with where each came from, by
+        `(kind, name)` in `origins`) and record `version`, in one transaction."""
         now = utcnow()
-        provider_rows = [{"name": p.name, "config": p.model_dump(mode="json")} for p in providers]
+        origins = origins or {}
+        provider_rows = [
+            {
+                "name": p.name,
+                "config": p.model_dump(mode="json"),
+                "origin": origins.get(("provider", p.name)),
+            }
+            for p in providers
+        ]
         model_rows = [
-            {"name": m.name, "config": m.model_dump(mode="json"), "updated_at": now} for m in models
+            {
+                "name": m.name,
+                "config": m.model_dump(mode="json"),
+                "updated_at": now,
+                "origin": origins.get(("model", m.name)),
+            }
+            for m in models
         ]
         with self._writing() as conn:
             stored = conn.execute(
@@ -145,6 +173,7 @@ class Store(AccessTables, UsageTables, LedgerTables):
             meta = [{"key": "version", "value": str(version)}]
             if config_hash is not None:
                 meta.append({"key": "config_hash", "value": config_hash})
+                meta.append({"key": "config_path", "value": config_path or ""})
             _upsert(conn, RegistryMetaRow.__table__, meta, "key")
 
     # ------------------------------------------------------------------ transactions

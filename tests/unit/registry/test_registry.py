@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -20,7 +17,6 @@ from gateway.registry.registry import Registry
 from gateway.registry.seed import config_digest
 from gateway.registry.stats import CallSample
 from gateway.store import Store
-from tests.pg import database_url, pg_database  # noqa: F401 - a fixture
 
 
 class Clock:
@@ -29,16 +25,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty store: a SQLite file or a fresh PostgreSQL schema."""
-    for url in database_url(request, tmp_path):
-        store = Store(url)
-        store.migrate()
-        yield store
-        store.close()
 
 
 @pytest.fixture
@@ -87,7 +73,7 @@ def test_every_change_survives_a_restart(registry: Registry, store: Store, confi
     assert again.snapshot().resolve("x").name == "extra"
 
 
-def test_a_changed_config_wins_for_what_it_names(registry: Registry, store: Store) -> None:
+def test_a_changed_config_wins_for_the_entries_it_changed(registry: Registry, store: Store) -> None:
     registry.register_model(new_model("api-added", aliases=["fast2"]))
     registry.update_model("sim-smart", {"quality": 0.1})
     registry.update_model("sim-fast", {"quality": 0.2})
@@ -100,8 +86,10 @@ def test_a_changed_config_wins_for_what_it_names(registry: Registry, store: Stor
 
     assert again.version == registry.version + 1
     assert again.models["sim-fast"].price.input_per_mtok == 0.2
-    assert again.models["sim-fast"].quality == 0.4  # the config's value, not the API's
-    assert again.models["sim-smart"].quality == 0.9
+    assert again.models["sim-fast"].quality == 0.4  # the file changed it: the file's value
+    # The file left sim-smart as it was: the admin's change stands, and says so.
+    assert again.models["sim-smart"].quality == 0.1
+    assert again.origins[("model", "sim-smart")].override_by == "admin"
     assert "api-added" in again.models  # models added through the API stay
     assert again.models["api-added"].aliases == []
     assert again.snapshot().resolve("fast2").name == "sim-fast"
