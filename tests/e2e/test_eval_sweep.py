@@ -34,6 +34,13 @@ def gateway(
     llmgw("down", "--keep-ray")
 
 
+@pytest.fixture(scope="module")
+def sweep_key(gateway: str) -> dict:
+    """A data scientist's key: a tenant of its own, inference and usage:read scopes."""
+    llmgw("tenants", "create", "data-science")
+    return json.loads(llmgw("keys", "create", "--tenant", "data-science", "--json").stdout)
+
+
 def sweep_file(tmp_path: Path, **overrides: object) -> Path:
     sweep = {
         "name": "e2e",
@@ -87,10 +94,8 @@ def usage_by_request(request_ids: list[str]) -> dict[str, dict]:
     return found
 
 
-def test_sweep_killed_resumed_and_billed(gateway: str, tmp_path: Path) -> None:
-    llmgw("tenants", "create", "data-science")
-    created = json.loads(llmgw("keys", "create", "--tenant", "data-science", "--json").stdout)
-    key = created["key"]
+def test_sweep_killed_resumed_and_billed(gateway: str, sweep_key: dict, tmp_path: Path) -> None:
+    created, key = sweep_key, sweep_key["key"]
     path = sweep_file(tmp_path)
 
     first = eval_run(gateway, key, str(path))
@@ -144,8 +149,8 @@ def test_sweep_killed_resumed_and_billed(gateway: str, tmp_path: Path) -> None:
     assert same.equals(rows)
 
 
-def test_bad_sweep_fails_before_any_call(gateway: str, tmp_path: Path) -> None:
-    key = json.loads(llmgw("keys", "create", "--tenant", "data-science", "--json").stdout)["key"]
+def test_bad_sweep_fails_before_any_call(gateway: str, sweep_key: dict, tmp_path: Path) -> None:
+    key = sweep_key["key"]
     cases = [
         ({"models": ["sim-fast", "sim-nope"]}, "models[1]", "sim-nope"),
         (
@@ -162,3 +167,84 @@ def test_bad_sweep_fails_before_any_call(gateway: str, tmp_path: Path) -> None:
         assert proc.returncode == 1, out + err
         assert field in err and words in err, err
         assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/parts"))
+
+
+EXAMPLES = Path(__file__).parents[2] / "evals" / "examples"
+
+
+def example(tmp_path: Path, name: str, **overrides: object) -> Path:
+    sweep = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    sweep["limits"] = sweep.get("limits", {}) | {"max_cases": 4}
+    sweep |= {"output": str(tmp_path / "runs")} | overrides
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def finish(gateway: str, key: str, *args: str) -> str:
+    proc = eval_run(gateway, key, *args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    return out.splitlines()[0].removeprefix("run id: ").strip()
+
+
+def test_the_example_sweeps_run_against_the_sim_models(
+    gateway: str, sweep_key: dict, tmp_path: Path
+) -> None:
+    from evals import load_pairwise
+    from evals.scorers import macro_f1
+
+    key = sweep_key["key"]
+    runs = str(tmp_path / "runs")
+
+    run = finish(gateway, key, str(example(tmp_path, "summarization")))
+    rows, manifest = load_run(runs, run)
+    assert len(rows) == 4 * 2 * 3 and rows["error"].isna().all()
+    assert rows["score.quality"].between(0, 1).all() and rows["reason.quality"].notna().all()
+    assert rows["score.rouge_l"].between(0, 1).all()
+    assert rows.loc[rows["model"] == "auto:summarization", "served_model"].notna().all()
+    assert manifest["scorers"]["quality"]["kind"] == "score"
+    assert manifest["scorers"]["quality"]["version"] == "faithful-summary@1"
+    assert manifest["totals"]["scoring_cost_usd"] > 0
+
+    run = finish(gateway, key, str(example(tmp_path, "classification")))
+    rows, manifest = load_run(runs, run)
+    assert len(rows) == 4 * 3 and manifest["scorers"]["label"]["kind"] == "label"
+    assert 0 <= macro_f1(rows, "label") <= 1
+
+    run = finish(gateway, key, str(example(tmp_path, "extraction")))
+    rows, _ = load_run(runs, run)
+    assert (rows["score.json_valid"] == 1.0).all()
+
+    cache = str(tmp_path / "cache.sqlite")
+    chat = example(tmp_path, "chat", cache=cache)
+    run = finish(gateway, key, str(chat))
+    rows, manifest = load_run(runs, run)
+    pairs = load_pairwise(runs, run)
+    assert pairs is not None and len(pairs) == 4 * 2  # cases x repeats, one pair of models
+    assert set(pairs["winner"]) <= {"a", "b", "tie"}
+    assert manifest["pairwise"]["preference"]["kind"] == "pairwise"
+    assert not rows["cached"].any()
+    # A new run of the same sweep is answered from the cache: no calls, no cost.
+    again = finish(gateway, key, str(chat))
+    cached, _ = load_run(runs, again)
+    assert cached["cached"].all() and cached["cost_usd"].sum() == 0
+    assert cached["output"].tolist() == rows["output"].tolist()
+
+
+def test_precision_stops_a_models_rows_early(gateway: str, sweep_key: dict, tmp_path: Path) -> None:
+    key = sweep_key["key"]
+    # The sim never answers exactly, so each model's pass rate is 0: Wilson's half-width
+    # falls under 0.2 after 10 cases.
+    path = sweep_file(
+        tmp_path,
+        limits={"max_cases": 50},
+        repeats=1,
+        batch_size=8,
+        requests_per_second=None,
+        concurrency=4,
+    )
+    run = finish(gateway, key, str(path), "--precision", "0.2")
+    rows, manifest = load_run(str(tmp_path / "runs"), run)
+    assert set(manifest["stopped_early"]) == {"sim-fast", "sim-smart"}
+    assert 20 <= len(rows) < 100
