@@ -46,9 +46,6 @@ class ProviderPool:
     ) -> Completed:
         return await self.upstream.embed(provider, request, model)
 
-    async def discover(self, provider: ProviderConfig) -> list[ModelConfig]:
-        return await self.upstream.adapter(provider).discover()
-
 
 # What a handle call can raise besides the callee's own exception.
 RAY_ERRORS = (RayError, RayServeException)

@@ -22,7 +22,7 @@ import ray
 from ray.actor import ActorHandle
 
 from deployments.long_poll import ChangeSignal
-from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
+from gateway.config import GatewayConfig, ModelConfig
 from gateway.registry.registry import Registry
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
@@ -90,19 +90,6 @@ class RegistryActor:
     async def remove(self, name: str) -> int:
         """Remove a model; returns the registry version."""
         return self._changed_to(await self._write(self._registry.remove, name))
-
-    async def register_provider(self, provider: ProviderConfig | Mapping[str, Any]) -> int:
-        """Add a provider; returns the registry version."""
-        return self._changed_to(await self._write(self._registry.register_provider, provider))
-
-    async def update_provider(self, name: str, changes: Mapping[str, Any]) -> int:
-        """Change fields of a provider; returns the registry version."""
-        return self._changed_to(await self._write(self._registry.update_provider, name, changes))
-
-    @ray.method(max_task_retries=0)
-    async def remove_provider(self, name: str) -> int:
-        """Remove a provider no model uses; returns the registry version."""
-        return self._changed_to(await self._write(self._registry.remove_provider, name))
 
     async def apply_config(self, config: GatewayConfig) -> int:
         """Upsert a (changed) config file's providers and models; returns the version."""

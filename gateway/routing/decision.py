@@ -42,10 +42,6 @@ class RouteDecision:
     candidates: list[Candidate]
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
-    @property
-    def primary(self) -> Candidate:
-        return self.candidates[0]
-
     def names(self) -> list[str]:
         """The candidates' model names, in order."""
         return [candidate.model.name for candidate in self.candidates]
