@@ -25,7 +25,7 @@ ProviderType = Literal["sim", "openai", "azure_openai", "anthropic", "bedrock", 
 UseCase = Literal["chat", "summarization", "classification", "extraction", "research"]
 Capability = Literal["chat", "streaming", "tools", "vision", "json_mode", "embeddings"]
 ModelStatus = Literal["active", "testing", "deprecated"]
-Strategy = Literal["capability", "cost", "latency", "preference", "tenant", "hybrid"]
+Strategy = Literal["capability", "cost", "latency", "preference", "tenant", "hybrid", "quality"]
 
 USE_CASES: tuple[str, ...] = ("chat", "summarization", "classification", "extraction", "research")
 
@@ -106,6 +106,18 @@ class Timeouts(_Section):
     total_s: float = Field(default=300.0, gt=0)
 
 
+class PublishedQuality(_Section):
+    """A model's measured quality on one use case, as `llmgw eval publish` wrote it from a run."""
+
+    mean: float = Field(ge=0, le=1)
+    ci_low: float = Field(ge=0, le=1, description="lower bound of the 95% interval")
+    ci_high: float = Field(ge=0, le=1)
+    n: int = Field(ge=1, description="cases measured")
+    scorer: str
+    run_id: str
+    published_at: str | None = None
+
+
 class ModelConfig(_Section):
     """A model clients can name, at one provider, with what it can do and what it costs."""
 
@@ -125,6 +137,9 @@ class ModelConfig(_Section):
         default_factory=list, description="models to try, in order, when this one fails"
     )
     sim: SimSettings | None = None
+    published_quality: dict[UseCase, PublishedQuality] = Field(
+        default_factory=dict, description="per use case, from eval runs (llmgw eval publish)"
+    )
 
     @property
     def upstream_id(self) -> str:
@@ -161,6 +176,12 @@ class RoutingConfig(_Section):
         description="where fallback chains run: in the ingress (one hop) or a Router deployment",
     )
     weights: Weights = Field(default_factory=Weights)
+    min_quality: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="the quality strategy's threshold on published quality's lower bound",
+    )
     provider_preference: list[str] = Field(default_factory=list)
     fallback: bool = True
     max_candidates: int = Field(default=3, ge=1)

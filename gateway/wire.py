@@ -189,9 +189,11 @@ class StreamOptions(_Open):
 class RouteHints(_Strict):
     """llmgw's own routing hints, sent as `route` in the body (`extra_body` in the SDK)."""
 
-    strategy: Literal["capability", "cost", "latency", "preference", "tenant", "hybrid"] | None = (
-        None
-    )
+    strategy: (
+        Literal["capability", "cost", "latency", "preference", "tenant", "hybrid", "quality"] | None
+    ) = None
+    # The cheapest model whose published quality's lower bound clears this (quality, hybrid).
+    min_quality: float | None = Field(default=None, ge=0, le=1)
     max_cost_per_mtok: float | None = Field(default=None, ge=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
     providers: list[str] | None = Field(default=None, max_length=64)

@@ -180,3 +180,79 @@ def report_command(
     comparison = _compare(runs, baseline, scorer, runs_dir, seed)
     path = write_html(comparison, html, title)
     console.print(f"report: {path} ({path.stat().st_size / 1024:,.0f} KiB)")
+
+
+def _published_name(comparison: Any, system: str) -> str | None:
+    """The registry model a system's figures belong to: the one model the gateway served
+    for it (`served_model`), or None when its calls went to several (an `auto` route)."""
+    rows = comparison.rows[comparison.rows["system"] == system]
+    served = rows["served_model"].dropna().unique() if "served_model" in rows else []
+    if len(served) == 1:
+        return str(served[0])
+    if len(served) == 0:
+        return str(rows["model"].iloc[0])
+    return None
+
+
+def _use_case_of(comparison: Any) -> str | None:
+    """The use case a run measured, when its dataset is one of the built-in use cases."""
+    sweep = comparison.runs[0].manifest.get("sweep") or {}
+    dataset = sweep.get("dataset") if isinstance(sweep, dict) else None
+    path = dataset.get("path") if isinstance(dataset, dict) else None
+    known = ("chat", "summarization", "classification", "extraction", "research")
+    return path if path in known else None
+
+
+@eval_app.command("publish")
+@_friendly
+def publish_command(
+    run: Annotated[str, typer.Argument(help="The run: an id (under --runs-dir) or its folder.")],
+    use_case: Annotated[
+        str | None,
+        typer.Option(help="The use case measured (default: the run's built-in dataset)."),
+    ] = None,
+    scorer: ScorerOption = None,
+    runs_dir: RunsDirOption = "eval-runs",
+    url: Annotated[
+        str | None, typer.Option(help="Gateway URL (default: the one `up` started).")
+    ] = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Write each model's quality on the use case (mean, 95% interval, cases, run) into the
+    registry, where the `quality` strategy reads it: `llmgw models show MODEL` shows it."""
+    from datetime import datetime, timezone
+    from urllib.parse import quote
+
+    from gateway.cli.client import AdminClient
+
+    comparison = _compare([run], None, scorer, runs_dir, seed)
+    use_case = use_case or _use_case_of(comparison)
+    if use_case is None:
+        raise CLIError("which use case did this run measure? pass --use-case (chat, ...)")
+    client = AdminClient.from_state(url)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    figures = comparison.models[comparison.models["scorer"] == comparison.primary]
+    for r in figures.to_dict("records"):
+        name = _published_name(comparison, r["system"])
+        if name is None:
+            err.print(f"skipped {r['system']}: its calls were served by several models")
+            continue
+        figure = {
+            "mean": r["mean"],
+            "ci_low": r["ci_low"],
+            "ci_high": r["ci_high"],
+            "n": int(r["n"]),
+            "scorer": comparison.primary,
+            "run_id": r["run_id"],
+            "published_at": now,
+        }
+        data = client.request(
+            "PATCH",
+            f"/admin/models/{quote(name, safe='')}",
+            {"published_quality": {use_case: figure}},
+        )
+        console.print(
+            f"{name}: {use_case} {comparison.primary} {r['mean']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={int(r['n'])} "
+            f"-> registry version {data.get('version')}"
+        )

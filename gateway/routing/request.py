@@ -51,6 +51,7 @@ class RouteRequest:
     output_param: str = "max_tokens"  # which request field set max_output_tokens
     max_cost_per_mtok: float | None = None
     max_latency_ms: float | None = None
+    min_quality: float | None = None
     providers: frozenset[str] | None = None
     prefer: tuple[str, ...] = ()
     fallback: bool = True

@@ -8,9 +8,10 @@ import math
 from collections.abc import Callable, Iterable
 
 from gateway.config import RoutingConfig
+from gateway.errors import InvalidRequestError
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing.eligibility import Constraints
-from gateway.routing.table import Entry, UseCaseTable
+from gateway.routing.table import Entry, UseCaseTable, money
 
 Pick = tuple[Entry, float, str]  # a chosen model, its score, why
 Ranker = Callable[[UseCaseTable, Constraints, int, RegistrySnapshot, RoutingConfig], list[Pick]]
@@ -118,6 +119,9 @@ def _by_hybrid(
     wanted: tuple[str, ...] | None = None,
 ) -> list[Pick]:
     request = c.request
+    if request.min_quality is not None:
+        # A quality threshold asked for by name: the cheapest model that clears it.
+        return _by_quality(uct, c, k, snapshot, config)
     if wanted is None:
         wanted = _distinct(request.prefer, request.policy.preferred_providers)
     if not wanted:
@@ -150,6 +154,39 @@ def _by_hybrid(
     return picks
 
 
+def _clears(e: Entry, use_case: str, threshold: float) -> str | None:
+    """Why `e` clears the quality threshold for `use_case`, or None when it does not: judged
+    on the published interval's lower bound, so a lucky small sample does not win."""
+    published = e.model.published_quality.get(use_case)  # type: ignore[call-overload]
+    if published is None or published.ci_low < threshold:
+        return None
+    return (
+        f"cheapest whose published {published.scorer} clears {threshold:.2f}: "
+        f"{published.mean:.3f} [{published.ci_low:.3f}, {published.ci_high:.3f}], "
+        f"n={published.n}, run {published.run_id}; cost {money(e.price)}/Mtok"
+    )
+
+
+def _by_quality(
+    uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
+) -> list[Pick]:
+    threshold = config.min_quality if c.request.min_quality is None else c.request.min_quality
+    reasons = {}
+    for e in uct.orders["cost"]:
+        why = _clears(e, uct.use_case, threshold)
+        if why is not None:
+            reasons[e.name] = why
+    chosen = c.take([e for e in uct.orders["cost"] if e.name in reasons], k)
+    if not chosen and c.take(uct.orders["cost"], 1):
+        raise InvalidRequestError(
+            f"No model for use case '{uct.use_case}' has published quality whose 95% interval's"
+            f" lower bound clears {threshold:.2f} (publish an eval run with `llmgw eval publish`,"
+            " or lower route.min_quality).",
+            param="route.min_quality",
+        )
+    return [(e, e.model.published_quality[uct.use_case].ci_low, reasons[e.name]) for e in chosen]
+
+
 def _by_tenant(
     uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
 ) -> list[Pick]:
@@ -175,4 +212,5 @@ RANKERS: dict[str, Ranker] = {
     "preference": _by_preference,
     "tenant": _by_tenant,
     "hybrid": _by_hybrid,
+    "quality": _by_quality,
 }

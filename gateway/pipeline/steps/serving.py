@@ -85,6 +85,7 @@ class Enrich(Step):
             output_param=output_param,
             max_cost_per_mtok=hints.max_cost_per_mtok,
             max_latency_ms=hints.max_latency_ms,
+            min_quality=hints.min_quality,
             providers=frozenset(hints.providers) if hints.providers else None,
             prefer=tuple(hints.prefer or ()),
             fallback=hints.fallback,
