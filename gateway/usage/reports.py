@@ -111,7 +111,10 @@ class StoreUsageReader:
 
     def _opened(self) -> Store:
         if self._store is None:
-            self._store = Store(self.url)
+            store = Store(self.url)
+            # A store nobody has written to yet (an in-process gateway) reads as empty, not 500.
+            store.migrate()
+            self._store = store
         return self._store
 
     async def report(self, **filters: Any) -> list[dict[str, Any]]:
