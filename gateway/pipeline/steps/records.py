@@ -107,6 +107,9 @@ class Audit(Step):
             ]
         if ctx.error is not None:
             detail["error"] = ctx.error.code
+            # What the provider said, redacted: for operators, never in the client's message.
+            if ctx.error.upstream_detail:
+                detail["upstream_detail"] = ctx.error.upstream_detail
         if ctx.endpoint in MODEL_CALLS:
             detail["stream"] = ctx.streaming
             if ctx.route_request is not None and ctx.route_request.use_case:

@@ -189,3 +189,19 @@ def test_redaction_masks_credentials_anywhere() -> None:
     kept = body_for_audit(huge)
     assert kept["truncated"] is True and len(kept["head"]) == 64_000
     assert body_for_audit(b"not json sk-llmgw-abcdefghijklmnopqrstu") == f"not json {REDACTED}"
+
+
+async def test_the_upstreams_own_words_reach_the_audit_trail_not_the_client(
+    gateway: LocalGateway,
+) -> None:
+    from gateway.errors import UpstreamError
+
+    ctx = RequestContext(endpoint="chat", path="/v1/chat/completions", headers={})
+    ctx.principal = Principal(key_id="key_plain", tenant="plain")
+    error = UpstreamError("upstream provider 'openai' answered 500 (server_error)")
+    error.upstream_detail = "internal failure on shard 7"
+    ctx.error, ctx.status = error, 502
+    await Audit(gateway.runtime.services).finish(ctx)
+    (event,) = gateway.recorder.audits
+    assert event.detail["upstream_detail"] == "internal failure on shard 7"
+    assert "shard 7" not in error.json().decode()
