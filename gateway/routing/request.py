@@ -20,6 +20,7 @@ class TenantPolicy:
     preferred_models: tuple[str, ...] = ()
     allow_testing: bool = False
     default_strategy: str | None = None
+    min_quality: float | None = None  # the quality strategy's threshold (published lower bound)
     max_cost_per_mtok: float | None = None
 
     def permits(self, model: str, provider: str) -> bool:

@@ -119,8 +119,8 @@ def _by_hybrid(
     wanted: tuple[str, ...] | None = None,
 ) -> list[Pick]:
     request = c.request
-    if request.min_quality is not None:
-        # A quality threshold asked for by name: the cheapest model that clears it.
+    if request.min_quality is not None or request.policy.min_quality is not None:
+        # A quality threshold set by the request or the tenant: the cheapest model clearing it.
         return _by_quality(uct, c, k, snapshot, config)
     if wanted is None:
         wanted = _distinct(request.prefer, request.policy.preferred_providers)
@@ -167,10 +167,14 @@ def _clears(e: Entry, use_case: str, threshold: float) -> str | None:
     )
 
 
+def _first_set(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
+
+
 def _by_quality(
     uct: UseCaseTable, c: Constraints, k: int, snapshot: RegistrySnapshot, config: RoutingConfig
 ) -> list[Pick]:
-    threshold = config.min_quality if c.request.min_quality is None else c.request.min_quality
+    threshold = _first_set(c.request.min_quality, c.request.policy.min_quality, config.min_quality)
     reasons = {}
     for e in uct.orders["cost"]:
         why = _clears(e, uct.use_case, threshold)

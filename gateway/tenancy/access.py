@@ -65,6 +65,7 @@ def policy_of(tenant: TenantSpec) -> TenantPolicy:
         preferred_providers=tuple(tenant.provider_preference),
         allow_testing=tenant.allow_testing,
         default_strategy=tenant.strategy,
+        min_quality=tenant.min_quality,
     )
 
 

@@ -59,6 +59,9 @@ class TenantSpec(_Spec):
     allowed_providers: list[str] | None = Field(default=None, max_length=1_000)
     allow_testing: bool = False
     strategy: Strategy | None = None
+    min_quality: float | None = Field(
+        default=None, ge=0, le=1, description="the quality strategy's threshold for this tenant"
+    )
     provider_preference: list[str] = Field(default_factory=list, max_length=100)
     limits: Limits = Field(default_factory=Limits)
     keep_bodies: bool = Field(

@@ -10,7 +10,7 @@ import pytest
 from gateway.config import RoutingConfig
 from gateway.errors import InvalidRequestError
 from gateway.registry.snapshot import RegistrySnapshot
-from gateway.routing import RouteDecision, RouteRequest, plan
+from gateway.routing import RouteDecision, RouteRequest, TenantPolicy, plan
 
 from .conftest import MODELS, build
 
@@ -78,3 +78,20 @@ def test_no_model_clearing_the_threshold_is_a_400_naming_it(snapshot: RegistrySn
     with pytest.raises(InvalidRequestError, match="use case 'chat'"):
         plan(RouteRequest(model="auto", use_case="chat", strategy="quality", min_quality=0.1),
              snapshot, RoutingConfig())  # fmt: skip
+
+
+def test_a_tenants_threshold_applies_and_the_requests_overrides_it(
+    snapshot: RegistrySnapshot,
+) -> None:
+    policy = TenantPolicy(min_quality=0.8)
+    # The default strategy (hybrid) with a tenant threshold routes by published quality.
+    assert _plan(snapshot, policy=policy).names() == ["gpt-big"]
+    assert _plan(snapshot, policy=policy, min_quality=0.75).names() == ["claude", "gpt-big"]
+
+
+def test_the_tenant_spec_carries_its_threshold_into_routing() -> None:
+    from gateway.tenancy.access import policy_of
+    from gateway.tenancy.spec import TenantSpec
+
+    assert policy_of(TenantSpec(name="team-a", min_quality=0.7)).min_quality == 0.7
+    assert policy_of(TenantSpec(name="team-b")).min_quality is None
