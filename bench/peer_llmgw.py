@@ -181,6 +181,9 @@ class Llmgw(Gateway):
                 RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hp / "metrics.sock"),
                 RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
                 RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+                # HAProxy's backup server, the Serve proxy, is on 8500 in every cluster
+                RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(free_port()),
+                RAY_SERVE_FALLBACK_PROXY_GRPC_PORT=str(free_port()),
             )
         else:  # default mode: neither this cluster nor `llmgw up` may see the flags
             for k in [*PRODUCTION_ENV, *(k for k in self.env if k.startswith("RAY_SERVE_HA"))]:

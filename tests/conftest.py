@@ -43,6 +43,10 @@ for _name, _value in {
     "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": _HAPROXY / "metrics.sock",
     "RAY_SERVE_HAPROXY_METRICS_PORT": _free_port(),
     "RAY_SERVE_HAPROXY_STATS_PORT": _free_port(),
+    # HAProxy's backup server is the Serve proxy on this port (default 8500 for every
+    # cluster): shared, a marked-down replica sent this session's calls to another gateway.
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": _free_port(),
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": _free_port(),
 }.items():
     os.environ.setdefault(_name, str(_value))
 
@@ -58,6 +62,16 @@ def serve_port() -> int:
     return _free_port()
 
 
+# Ray's per-node metrics exporter for the session's cluster (Prometheus text at /metrics).
+_METRICS_PORT = _free_port()
+
+
+@pytest.fixture(scope="session")
+def metrics_port() -> int:
+    """Where the session's Ray serves every replica's metrics."""
+    return _METRICS_PORT
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """One local Ray for the whole session: a bare start costs ~7 s here."""
@@ -71,6 +85,7 @@ def ray_cluster() -> Iterator[None]:
             namespace="llmgw-tests",
             log_to_driver=False,
             runtime_env={"env_vars": {"LLMGW_HOME": str(_HOME)}},
+            _metrics_export_port=_METRICS_PORT,
         )
     # CLI subprocesses (`llmgw up`) join this cluster instead of starting their own.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
