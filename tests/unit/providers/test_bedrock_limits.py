@@ -75,9 +75,8 @@ async def test_too_many_titan_inputs_are_a_400_naming_input(bedrock_upstream: Up
 async def test_a_failed_titan_call_cancels_the_rest(bedrock_upstream: Upstream) -> None:
     model = bedrock_upstream.embed_model
     bedrock_upstream.server.script(Reply(failure=Failure("bad_request")))
-    bedrock_upstream.server.default_reply = Reply(
-        delay_s=0.5
-    )  # rounds slow enough that the failure always lands first
+    # Rounds slow enough that the failure always lands first, even on a loaded machine.
+    bedrock_upstream.server.default_reply = Reply(delay_s=0.5)
     texts = [f"text {i}" for i in range(64)]
     with pytest.raises(GatewayError):
         await bedrock_upstream.provider.embed(
