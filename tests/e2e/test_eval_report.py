@@ -1,16 +1,23 @@
 """`llmgw eval report` as a user runs it, the page opened in headless Chromium (Debian's
 `chromium` package): it renders, its plots are there, its script runs without a console error,
 a hostile model output stays text, and the filter works. The screenshot is kept under the
-test's tmp path and copied to tests/artifacts/."""
+test's tmp path and copied to tests/artifacts/.
+
+And the whole loop against a running gateway: a sweep, a compare, a report, a publish, and
+routed requests that go where the published figures say."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from tests.e2e.conftest import llmgw
 from tests.unit.evals.compare_fixtures import write_run
@@ -21,7 +28,7 @@ HOSTILE = (
     '<script>document.title="PWNED"</script><img src=x onerror="document.body.dataset.pwned=1">'
 )
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="SKIPPED LOUDLY: /usr/bin/chromium is absent, so the HTML report was NOT checked in "
     "a browser (apt-get install chromium, as .ci/run does)",
@@ -78,6 +85,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return html
 
 
+@needs_chromium
 def test_the_report_renders_with_its_plots_and_no_console_error(
     report: Path, tmp_path: Path
 ) -> None:
@@ -103,6 +111,7 @@ def test_the_report_renders_with_its_plots_and_no_console_error(
     assert "&lt;script&gt;" in dom
 
 
+@needs_chromium
 def test_the_filter_hides_rows(report: Path, tmp_path: Path) -> None:
     every = _chromium(tmp_path, report.as_uri(), "--dump-dom").stdout
     total = int(re.search(r'data-shown="(\d+)"', every).group(1))
@@ -111,3 +120,119 @@ def test_the_filter_hides_rows(report: Path, tmp_path: Path) -> None:
     assert re.search(r'data-shown="(\d+)"', one).group(1) == "2"
     errors = _chromium(tmp_path, report.as_uri() + "#errors=1", "--dump-dom").stdout
     assert re.search(r'data-shown="(\d+)"', errors).group(1) == "2"
+
+
+# ---------------------------------------------------------------- the loop, on a gateway
+
+ADMIN_KEY = "sk-llmgw-e2e-eval-report-admin-0123456789ab"
+# Two sim models whose quality on the sweep's scorer differs by construction: an answer
+# "contains 't'" for about half of one-word answers and nearly all eight-word ones.
+CONFIG = {
+    "providers": [{"name": "sim", "type": "sim", "sim": {"seed": 3}}],
+    "models": [
+        {
+            "name": "loop-cheap",
+            "provider": "sim",
+            "use_cases": ["chat"],
+            "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.4},
+            "sim": {"seed": 3, "output_tokens": 1},
+        },
+        {
+            "name": "loop-good",
+            "provider": "sim",
+            "use_cases": ["chat"],
+            "price": {"input_per_mtok": 2.5, "output_per_mtok": 10.0},
+            "sim": {"seed": 3, "output_tokens": 8},
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    ray_cluster: None,
+    serve_port: int,
+    monkeypatch_module: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    config = tmp_path_factory.mktemp("gateway") / "gateway.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    monkeypatch_module.setenv("LLMGW_ADMIN_KEY", ADMIN_KEY)
+    llmgw("up", "--port", str(serve_port), "--config", str(config), "--detach")
+    yield f"http://127.0.0.1:{serve_port}"
+    llmgw("down", "--keep-ray")
+
+
+@pytest.mark.ray
+def test_sweep_compare_report_publish_then_route_by_the_published_figures(
+    gateway: str, tmp_path: Path
+) -> None:
+    llmgw("tenants", "create", "evaluators")
+    key = json.loads(llmgw("keys", "create", "--tenant", "evaluators", "--json").stdout)["key"]
+    runs = tmp_path / "runs"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "loop",
+                "dataset": {"path": "chat", "id": "id", "input": "input", "reference": "reference"},
+                "prompts": [{"name": "plain", "template": "{input}"}],
+                "models": ["loop-cheap", "loop-good"],
+                "params": {"max_tokens": 16},
+                "scorers": [{"type": "contains", "name": "has_t", "value": "t"}],
+                "output": str(runs),
+            }
+        )
+    )
+    ran = llmgw("eval", "run", str(sweep), "--gateway", gateway, "--key", key, "--no-progress")
+    run_id = re.search(r"run id: (\S+)", ran.stdout).group(1)
+
+    compared = json.loads(
+        llmgw("eval", "compare", run_id, "--runs-dir", str(runs), "--format", "json").stdout
+    )
+    figures = {m["system"]: m for m in compared["models"]}
+    cheap, good = figures["loop-cheap"], figures["loop-good"]
+    assert cheap["n"] == good["n"] == 50 and cheap["ci_method"] == "wilson"
+    assert good["ci_low"] > cheap["ci_high"]
+    assert compared["pairs"][0]["p_value"] < 0.001
+
+    html = tmp_path / "loop.html"
+    llmgw("eval", "report", run_id, "--runs-dir", str(runs), "--html", str(html))
+    assert "loop-good" in html.read_text()
+
+    published = llmgw("eval", "publish", run_id, "--runs-dir", str(runs)).stdout
+    assert "loop-good: chat has_t" in published and "loop-cheap: chat has_t" in published
+    shown = yaml.safe_load(llmgw("models", "show", "loop-good").stdout)
+    figure = shown["published_quality"]["chat"]
+    assert figure["run_id"] == run_id and figure["n"] == 50
+    assert figure["ci_low"] == pytest.approx(good["ci_low"])
+
+    between = round((cheap["ci_low"] + good["ci_low"]) / 2, 3)
+    explained = json.loads(
+        llmgw(
+            "route", "explain", "--use-case", "chat", "--strategy", "quality",
+            "--min-quality", str(between), "--json",
+        ).stdout
+    )  # fmt: skip
+    first = explained["candidates"][0]
+    assert first["model"] == "loop-good" and f"run {run_id}" in first["reason"]
+
+    def routed(min_quality: float) -> str:
+        response = httpx.post(
+            f"{gateway}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": "auto",
+                "use_case": "chat",
+                "route": {"strategy": "quality", "min_quality": min_quality},
+                "messages": [{"role": "user", "content": "hello"}],
+                "max_tokens": 8,
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["x-llmgw-model"]
+
+    # The cheaper model while its lower bound clears the threshold; the better one above it.
+    assert routed(round(cheap["ci_low"] - 0.001, 3)) == "loop-cheap"
+    assert routed(between) == "loop-good"
