@@ -15,7 +15,7 @@ from deployments.router import Router
 from gateway.auth import admin_key
 from gateway.config import POOL_NAMES, load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models
-from gateway.providers.prices import load_price_table
+from gateway.providers.facts import load_model_facts
 
 logger = logging.getLogger("llmgw.app")
 
@@ -40,7 +40,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         config, report = with_installed_models(load_config(parsed.config), parsed.config)
         # The registry records which file its config entries came from.
         config = config.from_file(str(Path(parsed.config).resolve()))
-    config = load_price_table().apply(config)
+    config = load_model_facts().apply(config)
     key = admin_key(config.auth.admin_key_env)
     if key.generated:
         logger.warning("generated an admin key, saved in %s (mode 0600)", key.path)

@@ -140,6 +140,13 @@ class ModelConfig(_Section):
     published_quality: dict[UseCase, PublishedQuality] = Field(
         default_factory=dict, description="per use case, from eval runs (llmgw eval publish)"
     )
+    facts: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "set by the gateway, not the config file: where capabilities, context_window, "
+            "max_output_tokens and price came from (config, admin, table:<source>, default)"
+        ),
+    )
 
     @property
     def upstream_id(self) -> str:
@@ -207,6 +214,7 @@ DEFAULT_STEPS = [
     "route",
     "quota",
     "invoke",
+    "observe",
     "meter",
     "audit",
 ]
@@ -352,12 +360,14 @@ class GatewayConfig(_Section):
                 raise _FieldError(f"providers[{i}].name", f"unique, '{provider.name}' is repeated")
             providers.add(provider.name)
         names: set[str] = set()
+        types = {p.name: p.type for p in self.providers}
         for i, model in enumerate(self.models):
             if model.provider not in providers:
                 raise _FieldError(
                     f"models[{i}].provider",
                     f"one of the providers' names {sorted(providers)}, got '{model.provider}'",
                 )
+            _check_capabilities(f"models[{i}]", model, types[model.provider])
             for j, name in enumerate([model.name, *model.aliases]):
                 if name in names:
                     where = f"models[{i}].name" if j == 0 else f"models[{i}].aliases[{j - 1}]"
@@ -375,6 +385,25 @@ class GatewayConfig(_Section):
 
     def provider(self, name: str) -> ProviderConfig:
         return next(p for p in self.providers if p.name == name)
+
+
+def _check_capabilities(where: str, model: ModelConfig, provider_type: str) -> None:
+    """A model may declare only what its provider type's adapter can serve."""
+    # Imported here: the providers package imports this module.
+    from gateway.providers.support import support
+
+    if "facts" in model.model_fields_set:
+        raise _FieldError(
+            f"{where}.facts", "no `facts`: the gateway records where values come from"
+        )
+    served = support(provider_type).capabilities
+    for j, capability in enumerate(model.capabilities):
+        if capability not in served:
+            raise _FieldError(
+                f"{where}.capabilities[{j}]",
+                f"a capability provider type '{provider_type}' serves "
+                f"({', '.join(sorted(served))}), got '{capability}'",
+            )
 
 
 class _FieldError(ValueError):

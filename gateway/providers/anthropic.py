@@ -44,6 +44,7 @@ from gateway.providers.mapping import (
     upstream_error,
     wants_json_object,
 )
+from gateway.providers.support import SUPPORT
 from gateway.providers.transport import pooled_client
 from gateway.wire import (
     AssistantMessage,
@@ -92,24 +93,8 @@ class AnthropicProvider(Provider):
     """Claude models through Anthropic's Messages API."""
 
     type = "anthropic"
-    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode"})
-    unsupported_params = frozenset(
-        {
-            "temperature",
-            "top_p",
-            "seed",
-            "presence_penalty",
-            "frequency_penalty",
-            "logit_bias",
-            "logprobs",
-            "top_logprobs",
-            "metadata",
-            "store",
-            "service_tier",
-            "prompt_cache_key",
-            "safety_identifier",
-        }
-    )
+    supports = SUPPORT["anthropic"].capabilities
+    refuses = SUPPORT["anthropic"].refuses
     default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -128,8 +113,6 @@ class AnthropicProvider(Provider):
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         super().check(request, model)
         check_capabilities(request, model)
-        if request.modalities and set(request.modalities) != {"text"}:
-            raise refuse("modalities", self.type, "only text output")
         if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
             raise refuse("reasoning_effort", self.type, f"one of {sorted(EFFORTS)}")
         if self._key is None:

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import InvalidRequestError
+from gateway.providers.support import needs_of, refusal
 from gateway.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,12 +30,13 @@ from gateway.wire import (
 
 
 class Provider(ABC):
-    """One configured upstream of one type; subclasses set `type` and `supports`."""
+    """One configured upstream of one type; subclasses set `type`, `supports` and `refuses`
+    from the type's row in `gateway.providers.support.SUPPORT` (routing reads the same row)."""
 
     type: ClassVar[str]
     supports: ClassVar[frozenset[str]] = frozenset({"chat", "streaming"})
     # Request parameters the upstream cannot honour: a 400 naming them, never a silent drop.
-    unsupported_params: ClassVar[frozenset[str]] = frozenset()
+    refuses: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -65,18 +67,11 @@ class Provider(ABC):
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         """Refuse parameters this provider or model cannot honour, naming the parameter."""
-        for param in sorted(self.unsupported_params):
-            value = getattr(request, param, None)
-            # `is`, not `in (None, False)`: temperature=0 equals False and must still be refused.
-            if value is not None and value is not False:
-                raise InvalidRequestError(
-                    f"'{param}' is not supported by provider type '{self.type}'", param=param
-                )
-        if (request.n or 1) > 1 and "n" not in self.supports:
-            raise InvalidRequestError(
-                f"n={request.n} is not supported by model '{model.name}'; send n=1", param="n"
-            )
-        if request.tools and "tools" not in model.capabilities:
+        needs = needs_of(request)
+        refused = needs.params & self.refuses
+        if refused:
+            raise refusal(min(refused), self.type)
+        if "tools" in needs.capabilities and "tools" not in model.capabilities:
             raise InvalidRequestError(f"model '{model.name}' does not support tools", param="tools")
 
 

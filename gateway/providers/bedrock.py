@@ -56,6 +56,7 @@ from gateway.providers.mapping import (
     upstream_error,
     wants_json_object,
 )
+from gateway.providers.support import SUPPORT
 from gateway.wire import (
     MAX_EMBEDDING_INPUTS,
     AssistantMessage,
@@ -121,22 +122,8 @@ class BedrockProvider(Provider):
     """Foundation models on Amazon Bedrock, through the Converse API."""
 
     type = "bedrock"
-    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode", "embeddings"})
-    unsupported_params = frozenset(
-        {
-            "seed",
-            "presence_penalty",
-            "frequency_penalty",
-            "logit_bias",
-            "logprobs",
-            "top_logprobs",
-            "store",
-            "service_tier",
-            "reasoning_effort",
-            "prompt_cache_key",
-            "safety_identifier",
-        }
-    )
+    supports = SUPPORT["bedrock"].capabilities
+    refuses = SUPPORT["bedrock"].refuses
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -166,10 +153,6 @@ class BedrockProvider(Provider):
         super().check(request, model)
         check_capabilities(request, model)
         check_image_count(request)
-        if request.modalities and set(request.modalities) != {"text"}:
-            raise refuse("modalities", self.type, "only text output")
-        if request.parallel_tool_calls is False:
-            raise refuse("parallel_tool_calls", self.type, "Converse cannot limit tool calls")
         if request.tool_choice == "none" and _has_tool_blocks(request):
             raise refuse(
                 "tool_choice",

@@ -2,7 +2,7 @@
 
 `discover()` adds OpenAI (OPENAI_API_KEY), Anthropic (ANTHROPIC_API_KEY), Azure OpenAI
 (AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY), Bedrock (AWS credentials and a region) and
-Ollama (OLLAMA_HOST, or one answering on localhost:11434), each with its models from the price
+Ollama (OLLAMA_HOST, or one answering on localhost:11434), each with its models from the model
 table (Ollama: the models it has installed), and says for every provider why it is on or off,
 for `llmgw status`. `default_config()` is the built-in config plus what was discovered.
 """
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from gateway.config import GatewayConfig, ModelConfig, ProviderConfig, load_config, parse_config
-from gateway.providers.prices import PriceTable, load_price_table
+from gateway.providers.facts import FactsTable, load_model_facts
 
 T = TypeVar("T")
 
@@ -59,12 +59,12 @@ class Discovery:
 def discover(
     env: Mapping[str, str] | None = None,
     *,
-    table: PriceTable | None = None,
+    table: FactsTable | None = None,
     probe_ollama: bool = True,
 ) -> Discovery:
     """Every provider whose credentials are in `env` (default: the process environment)."""
     env = os.environ if env is None else env
-    table = table or load_price_table()
+    table = table or load_model_facts()
     found = Discovery()
     for check in (_openai, _anthropic, _azure, _bedrock):
         check(env, table, found)
@@ -129,7 +129,7 @@ def with_installed_models(
 # ------------------------------------------------------------------------------ per provider
 
 
-def _openai(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None:
+def _openai(env: Mapping[str, str], table: FactsTable, found: Discovery) -> None:
     if not env.get("OPENAI_API_KEY"):
         found.skip("openai", "OPENAI_API_KEY is not set")
         return
@@ -138,7 +138,7 @@ def _openai(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None
     found.add(provider, models, f"OPENAI_API_KEY is set; {len(models)} models from the price table")
 
 
-def _anthropic(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None:
+def _anthropic(env: Mapping[str, str], table: FactsTable, found: Discovery) -> None:
     if not env.get("ANTHROPIC_API_KEY"):
         found.skip("anthropic", "ANTHROPIC_API_KEY is not set")
         return
@@ -151,7 +151,7 @@ def _anthropic(env: Mapping[str, str], table: PriceTable, found: Discovery) -> N
     )
 
 
-def _azure(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None:
+def _azure(env: Mapping[str, str], table: FactsTable, found: Discovery) -> None:
     endpoint, key = env.get("AZURE_OPENAI_ENDPOINT"), env.get("AZURE_OPENAI_API_KEY")
     if not endpoint or not key:
         missing = " and ".join(
@@ -177,7 +177,7 @@ def _azure(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None:
     )
 
 
-def _bedrock(env: Mapping[str, str], table: PriceTable, found: Discovery) -> None:
+def _bedrock(env: Mapping[str, str], table: FactsTable, found: Discovery) -> None:
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     credentials, source = _aws_credentials(env)
     if not credentials:

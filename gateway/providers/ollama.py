@@ -33,12 +33,12 @@ from gateway.providers.mapping import (
     cut_error,
     encode_embedding,
     malformed_error,
-    refuse,
     stream_error,
     timeout_error,
     tool_arguments,
     upstream_error,
 )
+from gateway.providers.support import SUPPORT
 from gateway.wire import (
     AssistantMessage,
     ChatCompletion,
@@ -75,21 +75,8 @@ class OllamaProvider(Provider):
     """Local (or remote) models served by Ollama."""
 
     type = "ollama"
-    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode", "embeddings"})
-    unsupported_params = frozenset(
-        {
-            "user",
-            "logit_bias",
-            "logprobs",
-            "top_logprobs",
-            "metadata",
-            "store",
-            "service_tier",
-            "reasoning_effort",
-            "prompt_cache_key",
-            "safety_identifier",
-        }
-    )
+    supports = SUPPORT["ollama"].capabilities
+    refuses = SUPPORT["ollama"].refuses
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -113,13 +100,6 @@ class OllamaProvider(Provider):
         super().check(request, model)
         check_capabilities(request, model)
         check_image_count(request)
-        if request.modalities and set(request.modalities) != {"text"}:
-            raise refuse("modalities", self.type, "only text output")
-        choice = request.tool_choice
-        if choice == "required" or (choice is not None and not isinstance(choice, str)):
-            raise refuse("tool_choice", self.type, "Ollama cannot force a tool; use 'auto'")
-        if request.parallel_tool_calls is False:
-            raise refuse("parallel_tool_calls", self.type, "Ollama cannot limit tool calls")
 
     # ----------------------------------------------------------------- request -> SDK call
 

@@ -32,6 +32,7 @@ from gateway.providers.mapping import (
     timeout_error,
     upstream_error,
 )
+from gateway.providers.support import SUPPORT
 from gateway.providers.transport import pooled_client
 from gateway.tokens import count_prompt_tokens, count_tokens
 from gateway.wire import (
@@ -55,7 +56,7 @@ class OpenAIProvider(Provider):
     """OpenAI's Chat Completions and Embeddings APIs, or any server that speaks them."""
 
     type = "openai"
-    supports = frozenset({"chat", "streaming", "tools", "vision", "json_mode", "embeddings", "n"})
+    supports = SUPPORT["openai"].capabilities
     default_key_env: ClassVar[str] = "OPENAI_API_KEY"
 
     def __init__(self, config: ProviderConfig) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.config import ModelConfig, ProviderConfig, SimSettings
 from gateway.errors import UpstreamError, from_status
 from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.support import SUPPORT
 from gateway.tokens import count_prompt_tokens, count_tokens
 from gateway.wire import (
     ChatCompletion,
@@ -96,7 +97,7 @@ class SimProvider(Provider):
     """Deterministic text, tool calls and JSON at a configured speed, with injected failures."""
 
     type = "sim"
-    supports = frozenset({"chat", "streaming", "tools", "json_mode", "vision", "embeddings", "n"})
+    supports = SUPPORT["sim"].capabilities
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

@@ -283,6 +283,9 @@ class Registry:
                 param="name",
             )
         updated = _validate(ModelConfig, _merge(current.model_dump(), changes), f"model '{name}'")
+        if current.facts:  # the values an admin set now come from the admin
+            changed = {k: "admin" for k in changes if k in current.facts}
+            updated = updated.model_copy(update={"facts": {**current.facts, **changed}})
         if updated == current:
             return self._version
         self._check_model(updated)

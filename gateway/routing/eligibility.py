@@ -20,7 +20,8 @@ from gateway.routing.table import Entry, capability_mask, money
 
 # Why a model was left out, in the order the filters apply. The order matters: when nothing
 # qualifies, the last filter that still had models to remove is the one the error names.
-OK, STATUS, POLICY, PROVIDERS, CAPABILITY, OUTPUT, CONTEXT, COST, LATENCY, CIRCUIT = range(10)
+OK, STATUS, POLICY, PROVIDERS, CAPABILITY, REFUSED = range(6)
+OUTPUT, CONTEXT, COST, LATENCY, CIRCUIT = range(6, 11)
 
 # The request parameter that asks for each capability, for a 400's `param`.
 CAPABILITY_PARAMS: dict[str, str] = {
@@ -56,6 +57,7 @@ class Constraints:
         "needs",
         "now",
         "output",
+        "params",
         "policy_cost",
         "policy_providers",
         "providers",
@@ -81,6 +83,7 @@ class Constraints:
             if len(_NEED_MASKS) < 256:  # needs come from a small vocabulary; stay bounded anyway
                 _NEED_MASKS[request.needs] = need
         self.need = need
+        self.params = request.params
         self.testing_ok = policy.allow_testing
         self.deprecated_ok = deprecated_ok
         self.models = policy.allowed_models
@@ -120,6 +123,8 @@ class Constraints:
             return PROVIDERS
         if e.caps & self.need != self.need:
             return CAPABILITY
+        if e.refuses & self.params:
+            return REFUSED
         if e.max_output < self.output:
             return OUTPUT
         if e.context_window < self.context:
@@ -140,13 +145,14 @@ class Constraints:
         """
         picked: list[Entry] = []
         need, context, models, providers = self.need, self.context, self.models, self.providers
-        output = self.output
+        output, params = self.output, self.params
         testing_ok, deprecated_ok, tripped = self.testing_ok, self.deprecated_ok, self.tripped
         max_cost = math.inf if self.max_cost is None else self.max_cost
         max_latency = math.inf if self.max_latency is None else self.max_latency
         for e in source:
             if (
                 e.caps & need != need
+                or (params and e.refuses & params)
                 or e.context_window < context
                 or e.max_output < output
                 or e.price > max_cost
@@ -191,6 +197,9 @@ class Constraints:
             return f"provider '{e.provider}' is not in route.providers"
         if code == CAPABILITY:
             return f"does not support {', '.join(self.missing(e))}"
+        if code == REFUSED:
+            refused = ", ".join(sorted(e.refuses & self.params))
+            return f"provider type '{e.provider_type}' refuses {refused}"
         if code == OUTPUT:
             return f"output limit {e.max_output} tokens < {self.output} asked for"
         if code == CONTEXT:
@@ -247,6 +256,11 @@ def diagnose(use_case: str, served: list[Entry], c: Constraints) -> GatewayError
         return InvalidRequestError(
             f"{where} supports {', '.join(needs)} together.",
             param=CAPABILITY_PARAMS.get(needs[0]),
+        )
+    if stage == REFUSED:
+        param = min(p for e in last for p in e.refuses & c.params)
+        return InvalidRequestError(
+            f"{where} accepts '{param}': the provider types serving it refuse it.", param=param
         )
     if stage == OUTPUT:
         largest = max(e.max_output for e in last)

@@ -38,7 +38,8 @@ class RouteRequest:
     """One request as routing sees it.
 
     `model` is a model name, an alias, `provider/upstream`, or `auto` (the gateway picks).
-    `needs` are capabilities: chat, streaming, tools, vision, json_mode, embeddings.
+    `needs` are capabilities: chat, streaming, tools, vision, json_mode, embeddings; `params`
+    the request parameters it uses that some provider types refuse (n, temperature, ...).
     `providers` and `prefer` are the request's own route hints; `prefer` holds provider or model
     names. `strategy` None means the policy's default, then the config's.
     """
@@ -47,6 +48,7 @@ class RouteRequest:
     use_case: str | None = None
     strategy: str | None = None
     needs: frozenset[str] = frozenset()
+    params: frozenset[str] = frozenset()
     prompt_tokens: int = 0
     max_output_tokens: int | None = None
     output_param: str = "max_tokens"  # which request field set max_output_tokens

@@ -17,6 +17,7 @@ from gateway.errors import (
     ModelNotFoundError,
     ServiceUnavailableError,
 )
+from gateway.providers.support import refusal
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing.circuit import CircuitBoard
 from gateway.routing.decision import Candidate, RouteDecision
@@ -96,6 +97,10 @@ def _plan_named(
             param=CAPABILITY_PARAMS.get(missing),
             code="unsupported_parameter",
         )
+    refused = head.refuses & request.params
+    if refused:
+        # The 400 its adapter would answer, before any hop.
+        raise refusal(min(refused), head.provider_type)
     _check_size(request, head)
     candidates: list[Candidate] = []
     rejected: list[tuple[str, str]] = []

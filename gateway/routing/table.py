@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import get_args
 
 from gateway.config import Capability, ModelConfig, RoutingConfig
+from gateway.providers.support import support
 from gateway.registry.snapshot import ModelStats, RegistrySnapshot
 
 CAPABILITY_BITS: dict[str, int] = {name: 1 << i for i, name in enumerate(get_args(Capability))}
@@ -61,13 +62,25 @@ class Entry:
         "p50",
         "price",
         "provider",
+        "provider_type",
         "quality",
         "reasons",
+        "refuses",
         "testing",
     )
 
-    def __init__(self, model: ModelConfig, stats: ModelStats, config_rank: int, bonus: float):
+    def __init__(
+        self,
+        model: ModelConfig,
+        stats: ModelStats,
+        config_rank: int,
+        bonus: float,
+        provider_type: str = "",
+    ):
         self.model = model
+        self.provider_type = provider_type
+        # Request parameters its provider type refuses (`gateway.providers.support`).
+        self.refuses = support(provider_type).refuses if provider_type else frozenset()
         self.name = model.name
         self.provider = model.provider
         self.caps = capability_mask(model.capabilities)
@@ -92,6 +105,7 @@ class Entry:
         # a table makes a copy for every (model, use case).
         twin = Entry.__new__(Entry)
         twin.model, twin.name, twin.provider = self.model, self.name, self.provider
+        twin.provider_type, twin.refuses = self.provider_type, self.refuses
         twin.caps, twin.context_window, twin.price = self.caps, self.context_window, self.price
         twin.max_output = self.max_output
         twin.p50, twin.quality, twin.error_rate = self.p50, self.quality, self.error_rate
@@ -193,7 +207,14 @@ class RoutingTable:
             # Config preferences earn a bonus in (0, 0.5]; a request's or tenant's own
             # preferences earn more (see router), so they outrank the operator's defaults.
             bonus = 0.5 * (1 - rank / ranked) if rank < ranked else 0.0
-            return Entry(model, snapshot.stats.get(model.name) or _NO_STATS, rank, bonus)
+            provider = snapshot.providers.get(model.provider)
+            return Entry(
+                model,
+                snapshot.stats.get(model.name) or _NO_STATS,
+                rank,
+                bonus,
+                provider.type if provider is not None else "",
+            )
 
         self.entries: dict[str, Entry] = {m.name: entry(m) for m in snapshot.models.values()}
         served: dict[str, list[Entry]] = {}

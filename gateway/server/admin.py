@@ -19,7 +19,7 @@ from gateway.errors import InvalidRequestError, ModelNotFoundError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.steps.admission import Validate
 from gateway.pipeline.steps.serving import Enrich
-from gateway.providers.prices import load_price_table
+from gateway.providers.facts import load_model_facts
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing import plan
 from gateway.server.admin_common import AdminRoutes, json_response
@@ -31,6 +31,8 @@ def model_view(model: ModelConfig, snapshot: RegistrySnapshot) -> dict[str, Any]
     stats = snapshot.stats_for(model.name)
     view = model.model_dump(mode="json", exclude_none=True)
     view["origin"] = snapshot.origins.get(model.name) or {"kind": "unknown"}
+    # Where capabilities, limits and price came from: config, admin, table:<source>, default.
+    view["facts"] = view.pop("facts", None) or {}
     view["stats"] = {
         "requests": stats.requests,
         "error_rate": round(stats.error_rate, 4),
@@ -147,7 +149,7 @@ def add_admin_routes(api: FastAPI, routes: AdminRoutes) -> None:
                 config = parse_config(await routes.body(request), "the posted config")
             except ConfigError as exc:
                 raise InvalidRequestError(str(exc), param="config") from None
-            config = load_price_table().apply(config).from_file(request.query_params.get("path"))
+            config = load_model_facts().apply(config).from_file(request.query_params.get("path"))
             return json_response(await admin.plan_config(config))
 
         return await routes.run(request, action)

@@ -6,28 +6,12 @@ from gateway.config import USE_CASES
 from gateway.errors import InvalidRequestError, PermissionDeniedError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.step import Step
+from gateway.providers.support import EMBEDDING_NEEDS, needs_of
 from gateway.routing import STRATEGIES, RouteRequest, TenantPolicy, plan
 from gateway.tokens import count_prompt_tokens, count_tokens
-from gateway.wire import ChatCompletionRequest, ImagePart, RouteHints
+from gateway.wire import RouteHints
 
 DEFAULT_POLICY = TenantPolicy()
-
-
-def _needs(chat: ChatCompletionRequest) -> frozenset[str]:
-    needs = {"chat"}
-    if chat.stream:
-        needs.add("streaming")
-    if chat.tools and chat.tool_choice != "none":
-        needs.add("tools")
-    if chat.response_format is not None and chat.response_format.type != "text":
-        needs.add("json_mode")
-    for message in chat.messages:
-        if isinstance(message.content, list) and any(
-            isinstance(p, ImagePart) for p in message.content
-        ):
-            needs.add("vision")
-            break
-    return frozenset(needs)
 
 
 def _choice(value: str | None, allowed: tuple[str, ...], what: str, source: str) -> str | None:
@@ -64,14 +48,14 @@ class Enrich(Step):
             ctx.headers.get("x-llmgw-strategy"), STRATEGIES, "strategy", "x-llmgw-strategy"
         )
         if ctx.chat is not None:
-            needs = _needs(ctx.chat)
+            needs = needs_of(ctx.chat)
             prompt_tokens = count_prompt_tokens(ctx.chat)
             max_output = ctx.chat.output_limit()
             output_param = (
                 "max_completion_tokens" if ctx.chat.max_completion_tokens else "max_tokens"
             )
         else:
-            needs = frozenset({"embeddings"})
+            needs = EMBEDDING_NEEDS
             prompt_tokens = sum(count_tokens(t) for t in ctx.embedding.texts())
             max_output = None
             output_param = "max_tokens"
@@ -79,7 +63,8 @@ class Enrich(Step):
             model=body.model,
             use_case=use_case,
             strategy=strategy,
-            needs=needs,
+            needs=needs.capabilities,
+            params=needs.params,
             prompt_tokens=prompt_tokens,
             max_output_tokens=max_output,
             output_param=output_param,

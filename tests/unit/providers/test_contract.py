@@ -286,7 +286,7 @@ async def test_cached_prompt_tokens_are_reported(upstream: Upstream) -> None:
 
 async def test_n_above_one_is_refused_unless_the_provider_has_it(upstream: Upstream) -> None:
     request = upstream.request("Hi", n=2)
-    if "n" in upstream.provider.supports:
+    if "n" not in upstream.provider.refuses:
         response = await upstream.provider.complete(request, upstream.model)
         assert len(response.choices) == 2
         return

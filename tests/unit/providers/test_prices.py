@@ -1,15 +1,15 @@
-"""The built-in price table: every row sourced and dated; a config's own price wins."""
+"""The built-in model table: every row sourced and dated; a config's own price wins."""
 
 from __future__ import annotations
 
 import pytest
 
 from gateway.config import ConfigError, ModelConfig, Price, parse_config
-from gateway.providers.prices import load_price_table, parse_price_table
+from gateway.providers.facts import load_model_facts, parse_model_facts
 
 
 def test_every_row_has_a_source_a_date_and_makes_a_valid_model() -> None:
-    table = load_price_table()
+    table = load_model_facts()
     for kind in ("openai", "anthropic", "bedrock"):
         rows = table.rows(kind)
         assert rows, kind
@@ -21,7 +21,7 @@ def test_every_row_has_a_source_a_date_and_makes_a_valid_model() -> None:
 
 
 def test_a_models_explicit_price_wins_over_the_table() -> None:
-    table = load_price_table()
+    table = load_model_facts()
     listed = ModelConfig(name="luna", provider="p", upstream="gpt-6-luna")
     own = ModelConfig(
         name="luna", provider="p", upstream="gpt-6-luna", price={"input_per_mtok": 9.0}
@@ -35,7 +35,7 @@ def test_a_models_explicit_price_wins_over_the_table() -> None:
 
 
 def test_lookups_follow_azure_to_openai_and_ignore_bedrock_region_prefixes() -> None:
-    table = load_price_table()
+    table = load_model_facts()
     assert table.lookup("azure_openai", "gpt-6-sol") is table.lookup("openai", "gpt-6-sol")
     base = table.lookup("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0")
     assert base is not None
@@ -54,7 +54,7 @@ def test_apply_prices_only_the_models_without_a_price() -> None:
             ],
         }
     )
-    priced = load_price_table().apply(config)
+    priced = load_model_facts().apply(config)
     sol, mine = priced.models
     assert (sol.price.input_per_mtok, sol.price.output_per_mtok) == (2.0, 10.0)
     assert mine.price == Price()  # explicitly free stays free
@@ -63,4 +63,4 @@ def test_apply_prices_only_the_models_without_a_price() -> None:
 
 def test_a_row_without_a_source_is_refused_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"openai\.m: expected `source`"):
-        parse_price_table({"openai": {"m": {"input": 1, "output": 2}}}, "prices.yaml")
+        parse_model_facts({"openai": {"m": {"input": 1, "output": 2}}}, "models.yaml")
