@@ -10,15 +10,17 @@ import json
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from gateway.cli.client import CLIError
 from gateway.cli.eval import eval_app
 from gateway.cli.lifecycle import _friendly, console, err
+
+if TYPE_CHECKING:  # pandas loads only when an eval command runs, not with every llmgw command
+    import pandas as pd
 
 RunsArgument = Annotated[
     list[str], typer.Argument(help="Runs to compare: run ids (under --runs-dir) or run folders.")
