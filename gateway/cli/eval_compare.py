@@ -81,6 +81,19 @@ def _print_tables(comparison: Any, regressed: pd.DataFrame | None) -> None:
             "yes" if r["on_frontier"] else "",
         )  # fmt: skip
     console.print(models)
+    for column, frame in (("prompt", comparison.by_prompt), ("category", comparison.by_category)):
+        if frame.empty or frame[column].nunique() < 2:
+            continue
+        table = Table(title=f"By {column} (primary scorer {comparison.primary}; 95% CI)")
+        for name in ("system", column, "n", "mean", "95% CI", "cost USD", "p50 ms"):
+            table.add_column(name, justify="left" if name in ("system", column) else "right")
+        for r in frame[frame["scorer"] == comparison.primary].to_dict("records"):
+            table.add_row(
+                r["system"], str(r[column]), str(r["n"]), _fmt(r["mean"]),
+                f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r["cost_usd"], 4),
+                _fmt(r["latency_p50_ms"], 0),
+            )  # fmt: skip
+        console.print(table)
     if not comparison.pairs.empty:
         pairs = Table(title="Pairs: b - a on shared cases (Holm-adjusted across pairs)")
         for column in ("a", "b", "scorer", "diff", "95% CI", "p", "p (Holm)", "test", "W/T/L"):

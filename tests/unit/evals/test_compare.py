@@ -126,6 +126,7 @@ def test_cli_gate_exits_1_on_a_significant_drop_and_0_otherwise(runs: Path) -> N
 def test_cli_table_names_models_and_unknown_runs(runs: Path) -> None:
     code, output = _cli("compare", "base", "--runs-dir", str(runs))
     assert code == 0 and "big" in output and "Bradley-Terry" in output
+    assert "By prompt" in output and "By category" in output
     code, output = _cli("compare", "missing", "--runs-dir", str(runs))
     assert code == 1 and "no run 'missing'" in output
 
@@ -138,3 +139,21 @@ def test_one_pass_fail_outcome_per_case_gets_wilson_and_mcnemar(tmp_path: Path) 
     assert comparison.pairs.set_index("scorer").loc["exact", "test"] in {"mcnemar", "mcnemar-exact"}
     assert comparison.ratings.empty
     assert isinstance(comparison.win_rates(), pd.DataFrame)
+
+
+def test_a_minimal_run_made_elsewhere_compares(tmp_path: Path) -> None:
+    """Only the key columns, an output and a score: the rest of the layout is optional."""
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    rows = [
+        {"run_id": "mini", "case_id": str(i), "prompt": "p", "model": m, "repeat": 0,
+         "output": "x", "score.ok": float((i + j) % 2)}
+        for i in range(20)
+        for j, m in enumerate(["a", "b"])
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet")
+    (folder / "manifest.json").write_text(json.dumps({"run_id": "mini"}))
+    comparison = evals.compare([str(folder)], resamples=100)
+    assert comparison.scorers == {"ok": "pass"}  # inferred: every score is 0 or 1
+    assert comparison.models["mean"].tolist() == [0.5, 0.5]
+    assert comparison.pairs.loc[0, "wins"] == comparison.pairs.loc[0, "losses"] == 10
