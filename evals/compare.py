@@ -152,7 +152,7 @@ def _pairwise(runs: Sequence[Run], rows: pd.DataFrame) -> pd.DataFrame:
     for run in runs:
         if run.pairwise is None or run.pairwise.empty:
             continue
-        frame = run.pairwise.copy()
+        frame = run.pairwise.assign(run_id=run.run_id)
         if "scorer" not in frame:
             frame["scorer"] = "pairwise"
         for side in ("model_a", "model_b"):
@@ -213,10 +213,12 @@ def compare(
     pairwise = _pairwise(loaded, rows)
     ratings = pd.DataFrame()
     if not pairwise.empty:
+        # One fit per (judge, run): a judge compares models within its run only, so models of
+        # different runs never meet and their ratings would share no scale.
         ratings = pd.concat(
             [
-                bradley_terry(group, confidence, seed=seed).assign(scorer=judge)
-                for judge, group in pairwise.groupby("scorer", sort=False)
+                bradley_terry(group, confidence, seed=seed).assign(scorer=judge, run_id=run_id)
+                for (judge, run_id), group in pairwise.groupby(["scorer", "run_id"], sort=False)
             ],
             ignore_index=True,
         )

@@ -290,11 +290,12 @@ def render_html(comparison: Comparison, title: str | None = None) -> str:
         sections += ["<h2>Pairs</h2>", _pairs(comparison.pairs)]
     if not comparison.ratings.empty:
         sections += [
-            "<h2>Bradley-Terry ratings (pairwise judge)</h2>",
+            "<h2>Bradley-Terry ratings (pairwise judge; one scale per run)</h2>",
             _table(
                 comparison.ratings.assign(interval=_interval(comparison.ratings, 0)),
                 {
                     "scorer": ("judge", None),
+                    "run_id": ("run", None),
                     "model": ("system", None),
                     "rating": ("rating", 0),
                     "interval": ("95% CI", None),

@@ -109,12 +109,12 @@ def _print_tables(comparison: Any, regressed: pd.DataFrame | None) -> None:
             )  # fmt: skip
         console.print(pairs)
     if not comparison.ratings.empty:
-        ratings = Table(title="Bradley-Terry ratings from the pairwise judge")
-        for column in ("judge", "system", "rating", "95% CI", "games"):
+        ratings = Table(title="Bradley-Terry ratings from the pairwise judge (one scale per run)")
+        for column in ("judge", "run", "system", "rating", "95% CI", "games"):
             ratings.add_column(column)
         for r in comparison.ratings.to_dict("records"):
             ratings.add_row(
-                r["scorer"], r["model"], _fmt(r["rating"], 0),
+                r["scorer"], r["run_id"], r["model"], _fmt(r["rating"], 0),
                 f"[{_fmt(r['ci_low'], 0)}, {_fmt(r['ci_high'], 0)}]", str(r["games"]),
             )  # fmt: skip
         console.print(ratings)

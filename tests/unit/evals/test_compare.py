@@ -87,6 +87,9 @@ def test_baseline_pairs_each_model_with_itself_and_the_gate_finds_the_drop(runs:
         ("mid@base", "mid@worse"),
         ("small@base", "small@worse"),
     ]
+    # Each run's judge rated its own models: one Bradley-Terry scale per run, mean 1000.
+    for _, ratings in comparison.ratings.groupby("run_id"):
+        assert len(ratings) == 3 and ratings["rating"].mean() == pytest.approx(1000)
     failed = regressions(comparison, 0.02)
     assert failed["b"].tolist() == ["big@worse"]
     assert regressions(comparison, 0.5).empty
