@@ -18,7 +18,7 @@ from gateway.registry.snapshot import RegistrySnapshot
 from gateway.routing import RouteDecision, RouteRequest
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest, Usage
 
-Endpoint = Literal["chat", "embeddings", "models", "health", "admin"]
+Endpoint = Literal["chat", "embeddings", "messages", "responses", "models", "health", "admin"]
 
 
 class Recorder(Protocol):

@@ -6,8 +6,11 @@ from typing import ClassVar
 
 from gateway.pipeline.context import RequestContext, Services
 
-ALL_ENDPOINTS = frozenset({"chat", "embeddings", "models", "health", "admin"})
-MODEL_CALLS = frozenset({"chat", "embeddings"})
+# `messages` and `responses` are chat calls translated at the edge (gateway.apis).
+ALL_ENDPOINTS = frozenset(
+    {"chat", "embeddings", "messages", "responses", "models", "health", "admin"}
+)
+MODEL_CALLS = frozenset({"chat", "embeddings", "messages", "responses"})
 
 
 class Step:

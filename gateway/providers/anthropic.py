@@ -12,6 +12,7 @@ goes back from there on a tool-use turn, which the API requires while thinking i
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -44,6 +45,7 @@ from gateway.providers.mapping import (
     upstream_error,
     wants_json_object,
 )
+from gateway.providers.native import native_body
 from gateway.providers.support import SUPPORT
 from gateway.providers.transport import pooled_client
 from gateway.wire import (
@@ -88,6 +90,17 @@ ERROR_TYPE_STATUS = {
 
 EFFORTS = {"low", "medium", "high", "xhigh"}
 
+# What `messages.create` takes by name; anything else a client's own body has goes as extra body.
+_CREATE_PARAMS = frozenset(
+    inspect.signature(anthropic.resources.AsyncMessages.create).parameters
+) - {
+    "self",
+    "extra_headers",
+    "extra_query",
+    "extra_body",
+    "timeout",
+}
+
 
 class AnthropicProvider(Provider):
     """Claude models through Anthropic's Messages API."""
@@ -121,6 +134,9 @@ class AnthropicProvider(Provider):
     # ----------------------------------------------------------------- request -> SDK call
 
     def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+        native = native_body(request, self.type)
+        if native is not None:
+            return self._native_params(native, model)
         system = [
             {"type": "text", "text": text_of(m.content)}
             for m in request.messages
@@ -164,6 +180,19 @@ class AnthropicProvider(Provider):
             params["system"] = [*system, {"type": "text", "text": JSON_INSTRUCTION}]
         if output_config:
             params["output_config"] = output_config
+        return params
+
+    def _native_params(self, body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+        """A body a client wrote in this API (`/v1/messages`), sent as it came, on our model."""
+        params = {k: v for k, v in body.items() if k in _CREATE_PARAMS}
+        extra = {k: v for k, v in body.items() if k not in _CREATE_PARAMS}
+        params.pop("stream", None)
+        params["model"] = model.upstream_id
+        params["timeout"] = anthropic.Timeout(
+            model.timeouts.total_s, connect=model.timeouts.connect_s
+        )
+        if extra:
+            params["extra_body"] = extra
         return params
 
     def _turn(self, message: Any) -> dict[str, Any]:

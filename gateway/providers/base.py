@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import InvalidRequestError
+from gateway.providers.native import check_translatable
 from gateway.providers.support import needs_of, refusal
 from gateway.wire import (
     ChatCompletion,
@@ -67,6 +68,7 @@ class Provider(ABC):
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         """Refuse parameters this provider or model cannot honour, naming the parameter."""
+        check_translatable(request, self.type)
         needs = needs_of(request)
         refused = needs.params & self.refuses
         if refused:

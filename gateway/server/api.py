@@ -29,7 +29,9 @@ from gateway.server.admin_common import AdminRoutes
 from gateway.server.admin_tenancy import add_tenancy_routes
 from gateway.server.admin_usage import add_usage_routes
 from gateway.server.body import read_body
+from gateway.server.messages_routes import add_messages_routes
 from gateway.server.openapi import openapi_document
+from gateway.server.responses_routes import add_responses_routes
 from gateway.server.runtime import GatewayRuntime
 from gateway.server.streaming import sse_body
 from gateway.usage.request_ids import served_request_id
@@ -235,4 +237,6 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
     add_admin_routes(api, admin_routes)
     add_tenancy_routes(api, admin_routes)
     add_usage_routes(api, runtime, gate, error_response)
+    add_messages_routes(api, runtime)
+    add_responses_routes(api, runtime)
     return api

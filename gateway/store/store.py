@@ -29,6 +29,7 @@ from gateway.store.access import AccessTables
 from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
 from gateway.store.ledger import LedgerTables
 from gateway.store.records import utcnow
+from gateway.store.responses import ResponseTables
 from gateway.store.schema import ModelRow, ProviderRow, RegistryMetaRow
 from gateway.store.usage import UsageTables
 
@@ -56,7 +57,7 @@ class StaleRegistryError(RuntimeError):
     """
 
 
-class Store(AccessTables, UsageTables, LedgerTables):
+class Store(AccessTables, UsageTables, LedgerTables, ResponseTables):
     """One database, SQLite or PostgreSQL, by SQLAlchemy URL; safe to share between processes."""
 
     def __init__(self, url: str | URL) -> None:

@@ -74,6 +74,10 @@ class Validate(Step):
 
     async def handle(self, ctx: RequestContext) -> None:
         server = self.services.config.server
+        if ctx.chat is not None:
+            # Translated from another API at the edge (`/v1/messages`, `/v1/responses`).
+            self._check_chat(ctx.chat)
+            return
         if len(ctx.body) > server.max_body_bytes:
             raise PayloadTooLargeError(
                 f"request body of {len(ctx.body)} bytes exceeds the limit of "
@@ -96,20 +100,23 @@ class Validate(Step):
         except ValidationError as exc:
             raise validation_error(exc) from None
         if isinstance(parsed, ChatCompletionRequest):
-            if len(parsed.messages) > server.max_messages:
-                raise InvalidRequestError(
-                    f"'messages' has {len(parsed.messages)} items; at most "
-                    f"{server.max_messages} are accepted",
-                    param="messages",
-                )
-            if parsed.stream_options is not None and not parsed.stream:
-                raise InvalidRequestError(
-                    "'stream_options' is only allowed when 'stream' is true",
-                    param="stream_options",
-                )
+            self._check_chat(parsed)
             ctx.chat = parsed
         else:
             ctx.embedding = parsed
+
+    def _check_chat(self, chat: ChatCompletionRequest) -> None:
+        max_messages = self.services.config.server.max_messages
+        if len(chat.messages) > max_messages:
+            raise InvalidRequestError(
+                f"'messages' has {len(chat.messages)} items; at most {max_messages} are accepted",
+                param="messages",
+            )
+        if chat.stream_options is not None and not chat.stream:
+            raise InvalidRequestError(
+                "'stream_options' is only allowed when 'stream' is true",
+                param="stream_options",
+            )
 
 
 def _masked(key: str) -> str:
@@ -117,13 +124,16 @@ def _masked(key: str) -> str:
 
 
 class Authenticate(Step):
-    """Who is calling: a Bearer key looked up (by hash) in the replica's key ring."""
+    """Who is calling: a Bearer key (or Anthropic's `x-api-key`) looked up (by hash) in the
+    replica's key ring."""
 
     name = "authenticate"
     endpoints = ALL_ENDPOINTS
 
     async def handle(self, ctx: RequestContext) -> None:
         header = ctx.headers.get("authorization", "")
+        if not header and ctx.headers.get("x-api-key"):
+            header = f"Bearer {ctx.headers['x-api-key']}"
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if not header or scheme.lower() != "bearer" or not key:
@@ -147,7 +157,13 @@ class Authenticate(Step):
 
 
 # What each endpoint needs; every other `/admin` route needs `admin`, granted only by name.
-_SCOPES = {"chat": "inference", "embeddings": "inference", "models": "inference"}
+_SCOPES = {
+    "chat": "inference",
+    "embeddings": "inference",
+    "messages": "inference",
+    "responses": "inference",
+    "models": "inference",
+}
 _USAGE_READ_PATHS = frozenset({"/admin/usage"})
 
 
@@ -164,7 +180,7 @@ class Authorize(Step):
     models it may use is routing's (the tenant's policy)."""
 
     name = "authorize"
-    endpoints = frozenset({"chat", "embeddings", "models", "admin"})
+    endpoints = ALL_ENDPOINTS - {"health"}
 
     async def handle(self, ctx: RequestContext) -> None:
         scope = required_scope(ctx)
