@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,11 @@ HOSTILE = (
     '<script>document.title="PWNED"</script><img src=x onerror="document.body.dataset.pwned=1">'
 )
 
+if not CHROMIUM.exists():
+    # A skip alone hides in `-q` output; a warning is printed in every run's summary.
+    warnings.warn(
+        "/usr/bin/chromium is absent: the HTML report's browser tests are SKIPPED", stacklevel=1
+    )
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="SKIPPED LOUDLY: /usr/bin/chromium is absent, so the HTML report was NOT checked in "
