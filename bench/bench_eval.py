@@ -80,9 +80,43 @@ async def plain_loop(url: str, key: str, bodies: list[dict], concurrency: int) -
     return elapsed
 
 
-def start_gateway(home: str) -> tuple[str, str]:
-    env = dict(os.environ, LLMGW_HOME=home, LLMGW_ADMIN_KEY=ADMIN)
-    port = "8765"
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gateway(home: str) -> tuple[str, str, dict[str, str]]:
+    """A Ray of this process's own (as the tests start one: never a cluster someone else runs),
+    with HAProxy's files and ports private, and `llmgw up` on it; a tenant key for the sweep."""
+    import ray
+
+    haproxy = tempfile.mkdtemp(prefix="lgb-", dir="/tmp")
+    env = dict(os.environ, LLMGW_HOME=home, LLMGW_ADMIN_KEY=ADMIN, RAY_USAGE_STATS_ENABLED="0")
+    env["RAY_AUTH_MODE"] = "disabled"  # a private cluster on loopback, for this run only
+    env |= {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{haproxy}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{haproxy}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": haproxy,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{haproxy}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{haproxy}/metrics.sock",
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+    }
+    os.environ.update(env)
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        num_cpus=2,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"LLMGW_HOME": home}},
+    )
+    env["RAY_ADDRESS"] = os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    port = str(_free_port())
     subprocess.run([*LLMGW, "up", "--port", port, "--detach"], env=env, check=True)
     subprocess.run([*LLMGW, "tenants", "create", "bench"], env=env, check=True, capture_output=True)
     made = subprocess.run(
@@ -92,7 +126,7 @@ def start_gateway(home: str) -> tuple[str, str]:
         capture_output=True,
         text=True,
     )
-    return f"http://127.0.0.1:{port}", json.loads(made.stdout)["key"]
+    return f"http://127.0.0.1:{port}", json.loads(made.stdout)["key"], env
 
 
 def main() -> int:
@@ -106,8 +140,9 @@ def main() -> int:
 
     home = tempfile.mkdtemp(prefix="llmgw-bench-eval-")
     started_here = args.gateway is None
+    env: dict[str, str] = {}
     if started_here:
-        args.gateway, args.key = start_gateway(home)
+        args.gateway, args.key, env = start_gateway(home)
     os.environ.setdefault("LLMGW_HOME", home)
     load_before = os.getloadavg()
     try:
@@ -126,8 +161,10 @@ def main() -> int:
         results, _ = load_run(manifest["location"])
     finally:
         if started_here:
-            env = dict(os.environ, LLMGW_HOME=home, LLMGW_ADMIN_KEY=ADMIN)
-            subprocess.run([*LLMGW, "down"], env=env, check=False)
+            import ray
+
+            subprocess.run([*LLMGW, "down", "--keep-ray"], env=env, check=False)
+            ray.shutdown()
 
     n = len(rows)
     errors = int(results["error"].notna().sum())

@@ -9,7 +9,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -218,8 +217,11 @@ def _connect_ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        from gateway.cli.lifecycle import _cluster_address
+
+        # The cluster RAY_ADDRESS names, else the local one `llmgw up` started, else a new one.
         ray.init(
-            address=os.environ.get("RAY_ADDRESS") or None,
+            address=_cluster_address(),
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
@@ -379,7 +381,14 @@ def _execute(
         },
         batch_size=sweep.batch_size,
         batch_format="pandas",
-        concurrency=sweep.workers,
+        # Batches overlap on each actor (threads feeding its one event loop), so a batch's
+        # slowest call does not idle the others; the client's semaphore bounds calls in flight.
+        compute=ray.data.ActorPoolStrategy(
+            size=sweep.workers,
+            max_tasks_in_flight_per_actor=4,
+            max_concurrent_calls_per_actor=4,
+            enable_true_multi_threading=True,
+        ),
         num_cpus=0.05,
     )
     progress = Progress(len(todo), options.progress)
