@@ -4,7 +4,6 @@ batch to `parts/` (so a killed run resumes where it stopped), then compacts the 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
@@ -17,14 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 
 from evals.cache import ResponseCache, cache_key, cache_path
-from evals.client import GatewayClient, model_request
 from evals.datasets import fields_of, load_cases
+from evals.pairwise import judge_pairs
 from evals.precision import models_to_stop
-from evals.results import KEY, PAIRWISE_COLUMNS, RunFolder, schema_for, to_table
+from evals.preflight import gateway_models
+from evals.progress import Progress
+from evals.results import KEY, RunFolder, schema_for, to_table
 from evals.scorers import build
 from evals.scorers.model import PairwiseJudge
 from evals.sweep import Sweep, SweepError, check_fields
@@ -67,49 +67,6 @@ def git_revision() -> str | None:
 
 def _digest(*parts: object, size: int = 20) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def gateway_models(url: str, key: str, sweep: Sweep) -> tuple[dict[str, str], str | None]:
-    """Every model the sweep names, checked against what the key may use: {model: provider}
-    (for the per-provider rate), and the registry version when the key may read it."""
-    headers = {"authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
-        try:
-            listing = http.get("/v1/models")
-        except httpx.HTTPError as error:
-            raise SweepError(f"cannot reach the gateway at {url}: {error}") from None
-        if listing.status_code != 200:
-            raise SweepError(f"the gateway refused the key: HTTP {listing.status_code}")
-        known = {m["id"]: m.get("owned_by", "") for m in listing.json()["data"]}
-        named = [(f"models[{i}]", m) for i, m in enumerate(sweep.models)]
-        if sweep.judge is not None:
-            named.append(("judge.model", sweep.judge.model))
-        for i, spec in enumerate(sweep.scorers):
-            if "model" in spec.params:
-                named.append((f"scorers[{i}].model", str(spec.params["model"])))
-        providers: dict[str, str] = {}
-        for path, model in named:
-            name, _ = model_request(model)
-            if name == "auto":
-                providers[model] = model
-                continue
-            if model in known:
-                providers[model] = known[model]
-                continue
-            card = http.get(f"/v1/models/{model}")  # an alias resolves here
-            if card.status_code != 200:
-                raise SweepError(
-                    f"'{model}' is not a model this key may use (expected one of: "
-                    f"{', '.join(sorted(known))}, an alias, or auto:<use case>)",
-                    path,
-                )
-            providers[model] = card.json().get("owned_by", "")
-        status = http.get("/admin/status")
-        version = status.json().get("registry", {}).get("version") if status.is_success else None
-    return providers, version
 
 
 # ---------------------------------------------------------------------------- rows
@@ -174,43 +131,6 @@ def pending_rows(
 
 
 # ---------------------------------------------------------------------------- running
-
-
-class Progress:
-    """Rows done, errors, cost so far and time left, on the terminal."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = enabled and total > 0
-        if not self.enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as Bar
-
-        self.bar = Bar(
-            TextColumn("[bold]rows"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("errors {task.fields[errors]}  ${task.fields[cost]:.4f}"),
-            TimeElapsedColumn(),
-            TextColumn("left"),
-            TimeRemainingColumn(),
-        )
-        self.task = self.bar.add_task("rows", total=total, errors=0, cost=0.0)
-        self.bar.start()
-
-    def advance(self, rows: int, errors: int, cost: float) -> None:
-        if self.enabled:
-            self.bar.update(self.task, advance=rows, errors=errors, cost=cost)
-
-    def stop(self) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _connect_ray() -> None:
@@ -322,7 +242,7 @@ def run_sweep(
 
     order = [(r["case_id"], r["prompt"], r["model"], r["repeat"]) for r in planned]
     rows = folder.compact(schema, order)
-    pairwise_cost = _pairwise(sweep, options, folder, rows, providers, all_scorers)
+    pairwise_cost = judge_pairs(sweep, options, folder, rows, providers, all_scorers)
     errors = int(rows["error"].notna().sum()) if len(rows) else 0
     manifest["ended_at"] = _now()
     manifest["totals"] = {
@@ -458,99 +378,6 @@ def _remember(cache: ResponseCache, batch: pd.DataFrame, sweep: Sweep) -> None:
             entries[key] = json.loads(row.response)
     if entries:
         cache.put_many(entries)
-
-
-# ---------------------------------------------------------------------------- pairwise
-
-
-def _pairwise(
-    sweep: Sweep,
-    options: RunOptions,
-    folder: RunFolder,
-    rows: pd.DataFrame,
-    providers: dict[str, str],
-    scorers: list[Any],
-) -> float:
-    judges = [s for s in scorers if isinstance(s, PairwiseJudge)]
-    if not judges or rows.empty:
-        return 0.0
-    return asyncio.run(_judge_pairs(sweep, options, folder, rows, providers, judges))
-
-
-async def _judge_pairs(
-    sweep: Sweep,
-    options: RunOptions,
-    folder: RunFolder,
-    rows: pd.DataFrame,
-    providers: dict[str, str],
-    judges: list[PairwiseJudge],
-) -> float:
-    existing = (
-        folder.read_table("pairwise.parquet").to_pandas()
-        if folder.exists("pairwise.parquet")
-        else pd.DataFrame(columns=list(PAIRWISE_COLUMNS))
-    )
-    done = set(
-        zip(
-            *(existing[c] for c in ("scorer", "case_id", "prompt", "repeat", "model_a", "model_b")),
-            strict=True,
-        )
-    )
-    ok = rows[rows["error"].isna()]
-    outputs = {
-        (r.case_id, r.prompt, r.repeat, r.model): (r.input, r.output)
-        for r in ok.itertuples(index=False)
-    }
-    client = GatewayClient(
-        options.gateway,
-        options.key,
-        concurrency=sweep.concurrency,
-        requests_per_second=sweep.requests_per_second,
-        retries=sweep.retries,
-        timeout_s=sweep.timeout_s,
-        providers=providers,
-    )
-    jobs = []
-    for judge in judges:
-        models = judge.models or sweep.models
-        for a, b in itertools.combinations(models, 2):
-            for case_id, prompt, repeat, model in outputs:
-                if model != a or (case_id, prompt, repeat, b) not in outputs:
-                    continue
-                if (judge.name, case_id, prompt, repeat, a, b) in done:
-                    continue
-                question, out_a = outputs[(case_id, prompt, repeat, a)]
-                out_b = outputs[(case_id, prompt, repeat, b)][1]
-                jobs.append((judge, case_id, prompt, repeat, a, b, question, out_a, out_b))
-
-    async def one(job: tuple[Any, ...]) -> dict[str, Any]:
-        judge, case_id, prompt, repeat, a, b, question, out_a, out_b = job
-        try:
-            winner, reason, cost = await judge.compare(question, out_a, out_b, client)
-        except Exception as exc:  # a failed verdict is recorded, never fatal
-            winner, reason, cost = None, f"{type(exc).__name__}: {exc}", 0.0
-        return {
-            "run_id": folder.run_id,
-            "scorer": judge.name,
-            "case_id": case_id,
-            "prompt": prompt,
-            "repeat": repeat,
-            "model_a": a,
-            "model_b": b,
-            "winner": winner,
-            "reason": reason,
-            "cost_usd": cost,
-        }
-
-    try:
-        verdicts = await asyncio.gather(*(one(job) for job in jobs))
-    finally:
-        await client.aclose()
-    table = pd.concat([existing, pd.DataFrame(verdicts)], ignore_index=True)
-    import pyarrow as pa
-
-    folder.write_table("pairwise.parquet", to_table(table, pa.schema(PAIRWISE_COLUMNS)))
-    return float(sum(v["cost_usd"] for v in verdicts))
 
 
 def run_file(path: str | Path, options: RunOptions) -> dict[str, Any]:

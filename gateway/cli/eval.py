@@ -85,7 +85,7 @@ def run(
     try:
         manifest = run_sweep(spec, options, announce=lambda rid: console.print(f"run id: {rid}"))
     except SweepError as error:
-        raise CLIError(str(error)) from None
+        raise CLIError(str(error) if error.source else f"{sweep}: {error}") from None
     totals = manifest["totals"]
     console.print(
         f"{totals['rows']} rows, {totals['errors']} errors, ${totals['cost_usd']:.6f}"
