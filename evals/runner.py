@@ -116,17 +116,17 @@ def pending_rows(
     if written.empty:
         return planned
     keys = zip(*(written[k] for k in KEY), strict=True)
-    done = {
-        key: (err, att)
-        for key, err, att in zip(keys, written["error"], written["attempts"], strict=True)
-    }
+    # A run made elsewhere in the documented layout may carry no `attempts` column.
+    attempts = written["attempts"] if "attempts" in written else [0] * len(written)
+    done = {key: (err, att) for key, err, att in zip(keys, written["error"], attempts, strict=True)}
     pending = []
     for row in planned:
         seen = done.get((row["case_id"], row["prompt"], row["model"], row["repeat"]))
         if seen is None:
             pending.append(row)
         elif retry_failed and isinstance(seen[0], str):
-            pending.append(row | {"attempts_before": int(seen[1] or 0)})
+            before = 0 if pd.isna(seen[1]) else int(seen[1])
+            pending.append(row | {"attempts_before": before})
     return pending
 
 
