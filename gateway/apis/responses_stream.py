@@ -14,14 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gateway.apis.frames import named_event, payloads
-from gateway.apis.responses import (
-    ResponsesRequest,
-    call_item,
-    message_item,
-    reasoning_item,
-    response_object,
-    usage_of,
-)
+from gateway.apis.response_items import call_item, message_item, reasoning_item
+from gateway.apis.responses import ResponsesRequest, response_object, usage_of
 from gateway.errors import GatewayError
 from gateway.providers.mapping import THINKING_FIELD
 

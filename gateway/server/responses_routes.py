@@ -17,9 +17,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from gateway.apis.response_items import input_items
 from gateway.apis.responses import (
     ResponsesRequest,
-    input_items,
     item_list,
     parse_request,
     response_id,
@@ -118,7 +118,7 @@ def add_responses_routes(
                 if previous is None:
                     raise _not_found(previous_id, "previous_response_id")
                 turn.context = previous.conversation()
-            turn.items = input_items(turn.request)
+            turn.items = input_items(turn.request.input)
             return to_chat(turn.request, [*turn.context, *turn.items])
 
         ctx = await run_translated(runtime, request, "responses", translate)

@@ -83,6 +83,13 @@ def gateway_config(upstreams: Upstreams, store_url: str) -> dict:
                 "capabilities": ALL,
             },
             {
+                "name": "sim-cut",
+                "provider": "sim",
+                "use_cases": ["extraction"],
+                "capabilities": ALL,
+                "sim": {"output_tokens": 10, "cut_stream_after": 3},
+            },
+            {
                 "name": "gpt-chat",
                 "provider": "oai",
                 "upstream": "gpt-test",

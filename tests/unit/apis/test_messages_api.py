@@ -361,3 +361,42 @@ async def test_upstream_failure_is_anthropic_shaped(
         )
     assert caught.value.body["error"]["type"] == "rate_limit_error"
     assert orjson.loads(caught.value.response.content)["type"] == "error"
+
+
+async def test_a_stream_cut_upstream_ends_with_an_error_event(http: httpx.AsyncClient) -> None:
+    body = {"model": "sim-cut", "max_tokens": 64, "stream": True, "messages": [HELLO]}
+    headers = {"x-api-key": TENANT_A, "anthropic-version": "2023-06-01"}
+    async with http.stream("POST", "/v1/messages", json=body, headers=headers) as response:
+        raw = b"".join([chunk async for chunk in response.aiter_bytes()])
+    events = [e for e in raw.decode().split("\n\n") if e.strip()]
+    name, data = events[-1].split("\n")
+    assert name == "event: error"
+    error = orjson.loads(data.removeprefix("data: "))
+    assert error["type"] == "error" and error["error"]["type"] in ("api_error", "overloaded_error")
+    assert "message_stop" not in raw.decode()
+
+
+async def test_server_tools_are_refused_off_anthropic(claude: anthropic.AsyncAnthropic) -> None:
+    search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 1}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(
+            model="sim-chat", max_tokens=32, tools=[search], messages=[HELLO]
+        )
+    assert "server tool 'web_search_20250305'" in caught.value.body["error"]["message"]
+
+
+async def test_unknown_fields_are_refused_by_name(http: httpx.AsyncClient) -> None:
+    body = {"model": "sim-chat", "max_tokens": 8, "messages": [HELLO], "temprature": 1}
+    response = await http.post("/v1/messages", json=body, headers={"x-api-key": TENANT_A})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "temprature: Extra inputs are not permitted",
+    }
+    counted = await http.post(
+        "/v1/messages/count_tokens", json={"model": "sim-chat"}, headers={"x-api-key": TENANT_A}
+    )
+    assert counted.status_code == 400 and counted.json()["type"] == "error"
+    unauthenticated = await http.post("/v1/messages/count_tokens", json=body)
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["error"]["type"] == "authentication_error"

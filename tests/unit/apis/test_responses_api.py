@@ -349,3 +349,26 @@ async def test_same_pipeline_usage_and_audit(
     assert usage.endpoint == "responses" and usage.tenant == "acme"
     assert usage.model == "sim-chat" and usage.use_case == "chat"
     assert gateway.recorder.audits[-1].action == "responses"
+
+
+async def test_a_stream_cut_upstream_fails_the_response(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="sim-cut", input="Hello", stream=True)
+    events = [event async for event in stream]
+    kinds = checked_events(events)
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert events[-1].response.status == "failed"
+
+
+async def test_streamed_reasoning_is_a_reasoning_item(
+    oai: openai.AsyncOpenAI, upstreams: Upstreams
+) -> None:
+    upstreams.anthropic.script(Reply(thinking="Brief thought.", text="Hi."))
+    stream = await oai.responses.create(
+        model="claude-thinking", input="Hello", reasoning={"effort": "low"}, stream=True
+    )
+    events = [event async for event in stream]
+    checked_events(events)
+    final = events[-1].response
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].content[0].text == "Brief thought."
+    assert final.output_text == "Hi."
