@@ -6,7 +6,8 @@ returns framed results, so the ingress forwards bytes without re-parsing them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ray import serve
@@ -16,6 +17,7 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, ServiceUnavailableError
+from gateway.observability.metrics import metrics
 from gateway.pipeline.invoker import CANCELLED
 from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream
 from gateway.providers.framing import Completed, StreamItem
@@ -29,22 +31,36 @@ class ProviderPool:
     def __init__(self, provider_type: str) -> None:
         self.provider_type = provider_type
         self.upstream = LocalUpstream()
+        self.ongoing = 0  # calls accepted and not yet answered: the pool's queue depth
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.ongoing += 1
+        metrics().pool_queue(self.provider_type, self.ongoing)
+        try:
+            yield
+        finally:
+            self.ongoing -= 1
+            metrics().pool_queue(self.provider_type, self.ongoing)
 
     async def complete(
         self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
     ) -> Completed:
-        return await self.upstream.complete(provider, request, model)
+        with self._counted():
+            return await self.upstream.complete(provider, request, model)
 
     async def stream(
         self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
     ) -> AsyncIterator[StreamItem]:
-        async for item in self.upstream.stream(provider, request, model):
-            yield item
+        with self._counted():
+            async for item in self.upstream.stream(provider, request, model):
+                yield item
 
     async def embed(
         self, provider: ProviderConfig, request: EmbeddingRequest, model: ModelConfig
     ) -> Completed:
-        return await self.upstream.embed(provider, request, model)
+        with self._counted():
+            return await self.upstream.embed(provider, request, model)
 
 
 # What a handle call can raise besides the callee's own exception.

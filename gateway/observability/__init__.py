@@ -1,0 +1,1 @@
+"""Operating the gateway: metrics (through Ray's exporter), provider health, traces and logs."""
