@@ -8,6 +8,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.observability import metrics_endpoints
 from deployments.pool import RAY_ERRORS, unwrap
 from gateway.config import GatewayConfig
 
@@ -64,4 +65,11 @@ class ActorAdmin:
                     for name, d in app.deployments.items()
                 },
             }
-        return {"applications": apps, "providers": self.providers}
+        metrics = await asyncio.to_thread(metrics_endpoints)
+        health = {name: h.__dict__ for name, h in self.feed.current.health.items()}
+        return {
+            "applications": apps,
+            "providers": self.providers,
+            "metrics": metrics,
+            "health": health,
+        }

@@ -22,7 +22,8 @@ import ray
 from ray.actor import ActorHandle
 
 from deployments.long_poll import ChangeSignal
-from gateway.config import GatewayConfig, ModelConfig
+from gateway.config import GatewayConfig, HealthConfig, ModelConfig
+from gateway.observability.health import HealthChecker
 from gateway.registry.registry import Registry
 from gateway.registry.snapshot import RegistrySnapshot
 from gateway.registry.stats import CallSample
@@ -63,6 +64,10 @@ class RegistryActor:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmgw-registry")
         self._changed = ChangeSignal()
         self._ticker: asyncio.Task[None] | None = None
+        self._health = HealthChecker(
+            config.observability.health if config is not None else HealthConfig(), _adapter
+        )
+        self._prober: asyncio.Task[None] | None = None
         log.info(
             "registry actor up at version %d with %d models (%r)",
             self._registry.version,
@@ -129,6 +134,16 @@ class RegistryActor:
         if await self._write(self._registry.record, samples):
             self._notify()
 
+    async def health(self) -> dict[str, Any]:
+        """Each provider's last probe: state, when, latency, error."""
+        self._start_ticker()
+        return {name: h.__dict__ for name, h in self._registry.snapshot().health.items()}
+
+    async def probe_now(self) -> dict[str, Any]:
+        """Probe every provider now (tests; `llmgw status` does not wait for it)."""
+        await self._probe_round()
+        return await self.health()
+
     async def status(self) -> dict[str, Any]:
         """Versions and sizes, for `llmgw status` and health checks."""
         registry = self._registry
@@ -158,6 +173,32 @@ class RegistryActor:
         # Started from the first call, inside the actor's event loop.
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
+
+    async def _probe_forever(self) -> None:
+        """Probe providers and re-discover Ollama's models, once an interval."""
+        while True:
+            try:
+                await self._probe_round()
+            except Exception:
+                log.exception("registry: probing providers failed")
+            await asyncio.sleep(self._health.config.interval_s)
+
+    async def _probe_round(self) -> None:
+        providers = list(self._registry.providers.values())
+        if await self._write(self._registry.set_health, await self._health.check(providers)):
+            self._notify()
+        registry = self._registry
+        for model in await self._health.installed(providers):
+            taken = model.name in registry.models or any(
+                model.name in m.aliases
+                or (m.provider, m.upstream_id) == (model.provider, model.upstream_id)
+                for m in registry.models.values()
+            )
+            if not taken:
+                log.info("registry: %s has a newly installed model %s", model.provider, model.name)
+                await self.register_model(model, who="discovery")
 
     async def _tick(self) -> None:
         """Publish stats that changed, or aged out with no traffic, at most once an interval."""
@@ -168,6 +209,12 @@ class RegistryActor:
                     self._notify()
             except Exception:
                 log.exception("registry: refreshing stats failed")
+
+
+def _adapter(provider: Any) -> Any:
+    from gateway.providers import build_provider
+
+    return build_provider(provider)
 
 
 def get_or_create_registry(

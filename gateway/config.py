@@ -322,6 +322,31 @@ class RegistryConfig(_Section):
     )
 
 
+class HealthConfig(_Section):
+    """How often providers are probed (and Ollama's installed models re-discovered)."""
+
+    interval_s: float = Field(default=15.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="a probe slower than this fails")
+
+
+class TracingConfig(_Section):
+    """OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set."""
+
+    endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces"
+    )
+    service_name: str = "llmgw"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
+class ObservabilityConfig(_Section):
+    """Provider health probes, traces and logs (metrics need no settings: Ray exports them)."""
+
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    json_logs: bool = Field(default=True, description="structured JSON logs with request ids")
+
+
 class GatewayConfig(_Section):
     """The whole config file."""
 
@@ -337,6 +362,7 @@ class GatewayConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     deployments: dict[str, DeploymentSettings] = Field(default_factory=dict)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @property
     def source(self) -> str | None:

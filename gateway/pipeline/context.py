@@ -76,6 +76,9 @@ class RequestContext:
     flags: list[str] = field(default_factory=list)
     # What an admin action changed ({"before": ..., "after": ...}), for the audit trail.
     audit_detail: dict[str, Any] = field(default_factory=dict)
+    # Moments observers note, in ms since arrival (e.g. the first token's), for metrics.
+    marks: dict[str, float] = field(default_factory=dict)
+    trace: Any = None  # the request's spans, when tracing is on
 
     @property
     def model(self) -> ModelConfig | None:

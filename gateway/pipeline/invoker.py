@@ -57,6 +57,7 @@ class Attempt:
     error: str | None
     ms: float
     upstream_failed: bool = False  # counts against the model's circuit
+    started: float | None = None  # time.perf_counter() when it began (for its trace span)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Invoker:
                     ms = (time.perf_counter() - start) * 1000
                     failed = counts_against_circuit(error)
                     invocation.attempts.append(
-                        Attempt(model.name, provider.name, error.code, ms, failed)
+                        Attempt(model.name, provider.name, error.code, ms, failed, start)
                     )
                     breaker.record(not failed, self.clock(), permit)
                     if not falls_back(error):
@@ -152,7 +153,9 @@ class Invoker:
                         continue
                     break
                 ms = (time.perf_counter() - start) * 1000
-                invocation.attempts.append(Attempt(model.name, provider.name, None, ms))
+                invocation.attempts.append(
+                    Attempt(model.name, provider.name, None, ms, started=start)
+                )
                 breaker.record(True, self.clock(), permit)
                 invocation.model = model
                 return result

@@ -8,8 +8,10 @@ from importlib import import_module
 
 from gateway.config import ConfigError, PipelineConfig
 from gateway.errors import GatewayError, InternalError
+from gateway.observability.logs import request_id_var
+from gateway.observability.tracing import tracer_for
 from gateway.pipeline.context import Endpoint, RequestContext, Services
-from gateway.pipeline.step import Step
+from gateway.pipeline.step import MODEL_CALLS, Step
 
 logger = logging.getLogger("llmgw.pipeline")
 
@@ -22,6 +24,7 @@ BUILTIN_STEPS: dict[str, str] = {
     "route": "gateway.pipeline.steps.serving:Route",
     "quota": "gateway.pipeline.steps.quota:Reserve",
     "invoke": "gateway.pipeline.steps.serving:Invoke",
+    "observe": "gateway.pipeline.steps.observe:Observe",
     "meter": "gateway.pipeline.steps.records:Meter",
     "audit": "gateway.pipeline.steps.records:Audit",
 }
@@ -68,6 +71,7 @@ class Pipeline:
         # Keyed by configured path or ANY_PATH, never by the raw path a client sent, so
         # `GET /v1/models/<random>` cannot grow it.
         self._plans: dict[tuple[str, str], tuple[Step, ...]] = {}
+        self.tracer = tracer_for(services.config.observability.tracing)
 
     def plan(self, path: str, endpoint: Endpoint) -> tuple[Step, ...]:
         """The steps a request to `path` runs, in order."""
@@ -88,12 +92,25 @@ class Pipeline:
         `body` reads the request body; it is called once the gate steps (authenticate,
         authorize) have passed, right before the first step that may need it.
         """
+        request_id_var.set(ctx.request_id)  # on every log record of this request
+        tracer = self.tracer if ctx.endpoint in MODEL_CALLS else None
+        if tracer is not None:
+            ctx.trace = tracer.start(ctx)
         try:
             for step in self.plan(ctx.path, ctx.endpoint):
                 if body is not None and step.name not in GATE_STEPS:
                     ctx.body = await body()
                     body = None
-                await step.handle(ctx)
+                if tracer is None:
+                    await step.handle(ctx)
+                    continue
+                tracer.step_started(ctx, step.name)
+                try:
+                    await step.handle(ctx)
+                except BaseException as error:
+                    tracer.step_ended(ctx, step.name, error)
+                    raise
+                tracer.step_ended(ctx, step.name, None)
         except GatewayError as error:
             ctx.error, ctx.status = error, error.status_code
         except Exception:
@@ -108,3 +125,5 @@ class Pipeline:
                 await step.finish(ctx)
             except Exception:
                 logger.exception("step %s failed to finish request %s", step.name, ctx.request_id)
+        if self.tracer is not None:
+            self.tracer.end(ctx)

@@ -359,6 +359,14 @@ class AnthropicProvider(Provider):
             return state.finish(_finish(state.stop_reason), chunks)
         return []
 
+    async def probe(self) -> bool:
+        """The model list, one entry long."""
+        try:
+            await self._client.models.list(limit=1)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return True
+
     # ----------------------------------------------------------------- errors
 
     def _error(self, exc: Exception) -> GatewayError:

@@ -63,6 +63,11 @@ class Provider(ABC):
         """Models the upstream reports as installed (Ollama); most providers report none."""
         return []
 
+    async def probe(self) -> bool:
+        """The cheapest call that proves the upstream answers (a model list); raises the
+        taxonomy's error if it does not. False: this provider has nothing to ask (the sim)."""
+        return False
+
     async def aclose(self) -> None:  # noqa: B027 - adapters without a client have nothing to close
         """Close the pooled client."""
 

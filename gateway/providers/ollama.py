@@ -282,6 +282,14 @@ class OllamaProvider(Provider):
             for m, s in zip(listing.models, shown, strict=True)
         ]
 
+    async def probe(self) -> bool:
+        """The installed models' list (`/api/tags`), without showing each."""
+        try:
+            await self._client.list()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return True
+
     # ----------------------------------------------------------------- errors
 
     def _error(self, exc: Exception) -> GatewayError:

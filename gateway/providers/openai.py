@@ -224,6 +224,14 @@ class OpenAIProvider(Provider):
         )
         return EmbeddingResponse(data=data, model=model.name, usage=usage)
 
+    async def probe(self) -> bool:
+        """One page of the model list (Azure serves it too)."""
+        try:
+            await self._client.models.list()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return True
+
     # ----------------------------------------------------------------- errors
 
     def _error(self, exc: Exception) -> GatewayError:

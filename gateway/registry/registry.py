@@ -25,7 +25,7 @@ from gateway.errors import (
 )
 from gateway.registry.origin import Key, Origin
 from gateway.registry.seed import Reconciliation, config_digest, reconcile
-from gateway.registry.snapshot import ModelStats, RegistrySnapshot
+from gateway.registry.snapshot import ModelStats, ProviderHealth, RegistrySnapshot
 from gateway.registry.stats import CallSample, CallStats
 from gateway.store import StaleRegistryError, Store
 
@@ -71,6 +71,7 @@ class Registry:
         self._stats_published_at = float("-inf")
         self._stats_dirty = False
         self._snapshot: RegistrySnapshot | None = None
+        self._health: dict[str, ProviderHealth] = {}
 
     @classmethod
     def open(
@@ -196,9 +197,10 @@ class Registry:
                     if kind == "model"
                 },
                 config_source={"path": self._config_path, "hash": self._config_hash},
+                health=self._health,
             )
         elif snap.stats_version != self._stats_version:
-            snap = snap.with_stats(self._stats, self._stats_version)
+            snap = snap.with_stats(self._stats, self._stats_version, self._health)
         self._snapshot = snap
         return snap
 
@@ -317,6 +319,15 @@ class Registry:
         if self._calls.add(samples):
             self._stats_dirty = True
         return self.refresh_stats()
+
+    def set_health(self, health: Mapping[str, ProviderHealth]) -> bool:
+        """Publish providers' probe results with the live statistics; True when published."""
+        health = {name: h for name, h in health.items() if name in self._providers}
+        if health == self._health:
+            return False
+        self._health = health
+        self._stats_version = max(self._stats_version + 1, int(self._clock()))
+        return True
 
     def refresh_stats(self, now: float | None = None) -> bool:
         """Publish new stats when samples arrived or aged out, at most once per interval.

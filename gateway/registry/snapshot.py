@@ -29,6 +29,20 @@ class ModelStats:
 
 
 @dataclass(frozen=True)
+class ProviderHealth:
+    """A provider's last health probe: routing skips an unhealthy provider's models."""
+
+    state: str  # healthy | unhealthy | unprobed (nothing cheap to ask, e.g. the sim)
+    checked_at: float  # epoch seconds
+    latency_ms: float
+    error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.state != "unhealthy"
+
+
+@dataclass(frozen=True)
 class RegistrySnapshot:
     """Providers and models at one registry version, with indexes for name resolution."""
 
@@ -42,6 +56,8 @@ class RegistrySnapshot:
     # reconciled with ({"path", "hash"}).
     origins: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     config_source: dict[str, str | None] = field(default_factory=dict, repr=False)
+    # Each provider's last probe (published with the live statistics).
+    health: dict[str, ProviderHealth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = self._names
@@ -61,8 +77,13 @@ class RegistrySnapshot:
     def stats_for(self, model: str) -> ModelStats:
         return self.stats.get(model) or ModelStats()
 
-    def with_stats(self, stats: dict[str, ModelStats], stats_version: int) -> RegistrySnapshot:
-        """The same models with fresher statistics (indexes are shared, not rebuilt)."""
+    def with_stats(
+        self,
+        stats: dict[str, ModelStats],
+        stats_version: int,
+        health: dict[str, ProviderHealth] | None = None,
+    ) -> RegistrySnapshot:
+        """The same models with fresher statistics and health (indexes are shared)."""
         return RegistrySnapshot(
             self.version,
             self.providers,
@@ -72,4 +93,9 @@ class RegistrySnapshot:
             self._names,
             self.origins,
             self.config_source,
+            self.health if health is None else health,
         )
+
+    def unhealthy_providers(self) -> frozenset[str]:
+        """Providers whose last probe failed."""
+        return frozenset(name for name, h in self.health.items() if not h.healthy)

@@ -13,9 +13,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gateway.config import CircuitConfig
+from gateway.observability.metrics import metrics
+
+if TYPE_CHECKING:
+    from gateway.registry.snapshot import RegistrySnapshot
 
 State = Literal["closed", "open", "half_open"]
 CLOSED: State = "closed"
@@ -188,6 +192,9 @@ class CircuitBoard:
         # Keys of breakers that are not closed: routing checks only these, so a board where
         # every circuit is closed costs a decision one truth test.
         self.tripped: set[tuple[str, str]] = set()
+        # Models of providers whose health probe failed: held open until a probe succeeds.
+        self._held: frozenset[tuple[str, str]] = frozenset()
+        self._health_seen: object = None
 
     def get(self, provider: str, model: str) -> CircuitBreaker:
         """The breaker for one model at one provider."""
@@ -204,10 +211,32 @@ class CircuitBoard:
         """Whether the model would take a call now (read-only: never takes a probe)."""
         if (provider, model) not in self.tripped:
             return True
+        if (provider, model) in self._held:
+            return False
         return self._breakers[(provider, model)].available(now)
+
+    def follow_health(self, snapshot: RegistrySnapshot) -> None:
+        """Hold open the circuits of every model of a provider whose last health probe
+        failed, so routing skips them before a client's call fails on them; a probe that
+        succeeds releases them. Cheap when the snapshot's health has not changed."""
+        if snapshot.health is self._health_seen:
+            return
+        self._health_seen = snapshot.health
+        down = snapshot.unhealthy_providers()
+        held = frozenset(
+            (m.provider, m.name) for m in snapshot.models.values() if m.provider in down
+        )
+        for key in self._held - held:
+            breaker = self._breakers.get(key)
+            if breaker is None or not breaker.tripped:
+                self.tripped.discard(key)
+        self.tripped |= held
+        self._held = held
 
     def retry_after(self, provider: str, model: str, now: float | None = None) -> float:
         """Seconds until the model's circuit lets a call through (0 if it does now)."""
+        if (provider, model) in self._held:
+            return self.config.open_s  # until a health probe succeeds; open_s is a fair guess
         breaker = self._breakers.get((provider, model))
         return 0.0 if breaker is None else breaker.retry_after(now)
 
@@ -219,5 +248,6 @@ class CircuitBoard:
     def _changed(self, key: tuple[str, str], breaker: CircuitBreaker) -> None:
         if breaker.tripped:
             self.tripped.add(key)
-        else:
+        elif key not in self._held:
             self.tripped.discard(key)
+        metrics().circuit(key[0], key[1], breaker.tripped)

@@ -231,6 +231,8 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> FastAPI:
         snapshot = runtime.services.snapshot()
         body = {"status": "ready", "registry_version": snapshot.version}
         body["models"] = len(snapshot.models)
+        # A provider down is not the gateway down: routing already skips it.
+        body["providers"] = {name: h.state for name, h in snapshot.health.items()}
         return Response(orjson.dumps(body), media_type=JSON)
 
     admin_routes = AdminRoutes(runtime, gate, error_response)

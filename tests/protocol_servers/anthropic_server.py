@@ -78,7 +78,10 @@ class AnthropicServer(ProtocolServer):
         self.api_key = api_key
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/messages", self.messages, methods=["POST"])]
+        return [
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ]
 
     # ----------------------------------------------------------------- checks
 
@@ -181,6 +184,21 @@ class AnthropicServer(ProtocolServer):
         if failure.retry_after is not None:
             headers["retry-after"] = str(int(failure.retry_after))
         return JSONResponse(self.error_body(failure), status_code=status, headers=headers)
+
+    # ----------------------------------------------------------------- models
+
+    @endpoint
+    async def models(self, request: Request, received: Received) -> Response:
+        headers = received.headers
+        if headers.get("x-api-key") != self.api_key and headers.get("authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            raise ProtocolError(401, "invalid x-api-key", "auth")
+        card = {"type": "model", "id": "claude-test", "display_name": "Claude Test",
+                "created_at": "2026-10-01T00:00:00Z"}  # fmt: skip
+        body = {"data": [card], "has_more": False, "first_id": "claude-test",
+                "last_id": "claude-test"}  # fmt: skip
+        return JSONResponse(body)
 
     # ----------------------------------------------------------------- messages
 

@@ -72,6 +72,7 @@ class OpenAIServer(ProtocolServer):
         return [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
         ]
 
     # ----------------------------------------------------------------- checks
@@ -129,6 +130,14 @@ class OpenAIServer(ProtocolServer):
             headers["retry-after"] = str(int(failure.retry_after))
             headers["retry-after-ms"] = str(int(failure.retry_after * 1000))
         return JSONResponse(self.error_body(failure, status), status_code=status, headers=headers)
+
+    # ----------------------------------------------------------------- models
+
+    @endpoint
+    async def models(self, request: Request, received: Received) -> Response:
+        self.authenticate(received)
+        card = {"id": "gpt-test", "object": "model", "created": 1760000000, "owned_by": "test"}
+        return JSONResponse({"object": "list", "data": [card]})
 
     # ----------------------------------------------------------------- chat
 

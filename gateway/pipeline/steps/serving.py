@@ -85,6 +85,7 @@ class Route(Step):
 
     async def handle(self, ctx: RequestContext) -> None:
         assert ctx.route_request is not None and ctx.snapshot is not None
+        self.services.invoker.circuits.follow_health(ctx.snapshot)  # skip unhealthy providers
         ctx.decision = plan(
             ctx.route_request,
             ctx.snapshot,

@@ -1,0 +1,213 @@
+"""Traces to a real OTLP/HTTP receiver (protobuf at /v1/traces, decoded with
+opentelemetry-proto): a span per request continuing the client's traceparent, the pipeline's
+steps and each provider attempt as children, GenAI attributes, the request id on every span,
+no bodies or keys. And JSON logs carrying the request id."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from gateway.auth import hash_key
+from gateway.config import parse_config
+from gateway.observability.logs import JsonFormatter
+from gateway.server.api import create_api
+from gateway.server.local import LocalGateway, local_gateway
+
+ADMIN_KEY = "sk-llmgw-test-admin-key-0123456789"
+PROMPT = "the secret recipe is forty-two"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver on a free local port."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.paths.append(self.path)
+                receiver.payloads.append(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+                self.wfile.write(b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def spans(self) -> list[dict[str, Any]]:
+        found = []
+        for payload in self.payloads:
+            request = ExportTraceServiceRequest.FromString(payload)
+            for resource in request.resource_spans:
+                service = {a.key: a.value.string_value for a in resource.resource.attributes}
+                for scope in resource.scope_spans:
+                    for span in scope.spans:
+                        attributes = {}
+                        for a in span.attributes:
+                            v = a.value
+                            attributes[a.key] = getattr(v, v.WhichOneof("value"))
+                        found.append(
+                            {
+                                "name": span.name,
+                                "trace_id": span.trace_id.hex(),
+                                "span_id": span.span_id.hex(),
+                                "parent": span.parent_span_id.hex(),
+                                "kind": span.kind,
+                                "attributes": attributes,
+                                "status": span.status.code,
+                                "service": service.get("service.name"),
+                                "start": span.start_time_unix_nano,
+                                "end": span.end_time_unix_nano,
+                            }
+                        )
+        return found
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def gateway(receiver: Receiver) -> Iterator[LocalGateway]:
+    config = {
+        "providers": [
+            {"name": "sim", "type": "sim", "sim": {"output_tokens": 6}},
+            {"name": "flaky", "type": "sim", "sim": {"failure_rate": 1.0}},
+        ],
+        "models": [
+            {"name": "sim-fast", "provider": "sim"},
+            {"name": "broken", "provider": "flaky", "fallbacks": ["sim-fast"]},
+        ],
+        "routing": {"retries": {"max_attempts": 1}},
+        "observability": {"tracing": {"endpoint": receiver.url, "service_name": "llmgw-test"}},
+    }
+    gateway = local_gateway(parse_config(config), hash_key(ADMIN_KEY))
+    yield gateway
+    tracer = gateway.runtime.pipeline.tracer
+    assert tracer is not None
+    tracer.shutdown()
+
+
+@pytest.fixture
+async def http(gateway: LocalGateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_api(gateway.runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        yield client
+
+
+async def test_a_request_is_a_trace_continuing_the_clients_traceparent(
+    http: httpx.AsyncClient, gateway: LocalGateway, receiver: Receiver
+) -> None:
+    receiver.payloads.clear()
+    headers = {
+        "authorization": f"Bearer {ADMIN_KEY}",
+        "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+        "x-request-id": "req-trace-1",
+    }
+    body = {"model": "broken", "messages": [{"role": "user", "content": PROMPT}]}
+    r = await http.post("/v1/chat/completions", json=body, headers=headers)
+    assert r.status_code == 200
+    tracer = gateway.runtime.pipeline.tracer
+    assert tracer is not None
+    tracer.provider.force_flush()
+
+    assert set(receiver.paths) == {"/v1/traces"}
+    spans = receiver.spans()
+    assert spans and all(s["trace_id"] == TRACE_ID for s in spans)
+    assert all(s["attributes"]["llmgw.request_id"] == "req-trace-1" for s in spans)
+    assert {s["service"] for s in spans} == {"llmgw-test"}
+    [root] = [s for s in spans if s["parent"] == PARENT_ID]
+    assert root["name"] == "chat broken" and root["kind"] == 2  # SERVER
+    usage = r.json()["usage"]
+    assert (
+        root["attributes"]
+        | {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "broken",
+            "gen_ai.response.model": "sim-fast",
+            "gen_ai.provider.name": "sim",
+            "gen_ai.usage.input_tokens": usage["prompt_tokens"],
+            "gen_ai.usage.output_tokens": usage["completion_tokens"],
+            "http.response.status_code": 200,
+        }
+        == root["attributes"]
+    )
+    steps = {s["name"]: s for s in spans if s["parent"] == root["span_id"]}
+    assert {"authenticate", "validate", "route", "invoke", "observe"} <= set(steps)
+    attempts = [s for s in spans if s["parent"] == steps["invoke"]["span_id"]]
+    assert [(a["name"], a["kind"]) for a in attempts] == [("chat broken", 3), ("chat sim-fast", 3)]
+    failed, served = attempts
+    assert failed["attributes"]["gen_ai.provider.name"] == "flaky"
+    assert failed["attributes"]["error.type"] and failed["status"] == 2  # ERROR
+    assert "error.type" not in served["attributes"] and served["start"] >= failed["end"] - 10**6
+    # Neither the prompt nor the key leaves in a span.
+    raw = b"".join(receiver.payloads)
+    assert PROMPT.encode() not in raw and ADMIN_KEY.encode() not in raw
+
+
+async def test_a_refused_request_is_a_failed_span_and_no_traceparent_starts_a_trace(
+    http: httpx.AsyncClient, gateway: LocalGateway, receiver: Receiver
+) -> None:
+    receiver.payloads.clear()
+    body = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
+    r = await http.post(
+        "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    assert r.status_code == 404
+    gateway.runtime.pipeline.tracer.provider.force_flush()
+    [root] = [s for s in receiver.spans() if s["kind"] == 2]
+    assert root["parent"] == "" and root["status"] == 2
+    assert root["attributes"]["error.type"] == "model_not_found"
+    assert root["attributes"]["http.response.status_code"] == 404
+
+
+def test_tracing_is_off_without_an_endpoint() -> None:
+    gateway = local_gateway(parse_config({}), hash_key(ADMIN_KEY))
+    assert gateway.runtime.pipeline.tracer is None
+
+
+async def test_json_logs_carry_the_request_id_and_no_bodies_or_keys(
+    http: httpx.AsyncClient,
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    loggers = [logging.getLogger(n) for n in ("gateway", "llmgw")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        body = {"model": "broken", "messages": [{"role": "user", "content": PROMPT}]}
+        headers = {"authorization": f"Bearer {ADMIN_KEY}", "x-request-id": "req-logs-1"}
+        assert (await http.post("/v1/chat/completions", json=body, headers=headers)).is_success
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines, "the failed attempt logs a warning"
+    assert all(line["request_id"] == "req-logs-1" for line in lines)
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert PROMPT not in out.getvalue() and ADMIN_KEY not in out.getvalue()
