@@ -418,7 +418,7 @@ def _check_capabilities(where: str, model: ModelConfig, provider_type: str) -> N
     # Imported here: the providers package imports this module.
     from gateway.providers.support import support
 
-    if "facts" in model.model_fields_set:
+    if model.facts:  # an empty `facts` (a dumped config read back) is harmless
         raise _FieldError(
             f"{where}.facts", "no `facts`: the gateway records where values come from"
         )
