@@ -19,6 +19,7 @@ from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError
 from gateway.providers.base import ChunkStream, Provider
 from gateway.providers.mapping import (
+    THINKING_FIELD,
     Deadline,
     api_key,
     check_capabilities,
@@ -87,6 +88,9 @@ class OpenAIProvider(Provider):
 
     def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
         params = request.model_dump(exclude_none=True, by_alias=True, exclude=_GATEWAY_FIELDS)
+        for message in params["messages"]:
+            # Signed reasoning from an Anthropic or Bedrock turn: no OpenAI field takes it.
+            message.pop(THINKING_FIELD, None)
         params["model"] = model.upstream_id
         params["timeout"] = openai.Timeout(model.timeouts.total_s, connect=model.timeouts.connect_s)
         return params

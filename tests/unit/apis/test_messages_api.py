@@ -400,3 +400,45 @@ async def test_unknown_fields_are_refused_by_name(http: httpx.AsyncClient) -> No
     unauthenticated = await http.post("/v1/messages/count_tokens", json=body)
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["error"]["type"] == "authentication_error"
+
+
+async def test_a_tool_use_turn_moves_between_providers(
+    claude: anthropic.AsyncAnthropic, upstreams: Upstreams
+) -> None:
+    """Thinking and a tool call from an Anthropic model, the tool result answered by an
+    OpenAI-type model, then back to Anthropic: each upstream gets what its API takes."""
+    thought = "Use the tool."
+    upstreams.anthropic.script(
+        Reply(thinking=thought, tool_calls=[ToolUse("get_weather", {"city": "Kyiv"})]),
+        Reply(text="Thanks."),
+    )
+    upstreams.openai.script(Reply(text="Cold in Kyiv."))
+    question = {"role": "user", "content": "Weather in Kyiv?"}
+    first = await claude.messages.create(
+        model="claude-thinking", max_tokens=2048, tools=[WEATHER], messages=[question]
+    )
+    use = first.content[-1]
+    history = [
+        question,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "-3C"}],
+        },
+    ]
+    second = await claude.messages.create(
+        model="gpt-chat", max_tokens=256, tools=[WEATHER], messages=history
+    )
+    assert second.content[0].text == "Cold in Kyiv."
+    sent = upstreams.openai.last_json()["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == use.id
+    assert all("thinking_blocks" not in m for m in sent)  # no OpenAI field takes them
+    history += [
+        {"role": "assistant", "content": [b.model_dump() for b in second.content]},
+        {"role": "user", "content": "Thanks!"},
+    ]
+    third = await claude.messages.create(
+        model="claude-thinking", max_tokens=2048, tools=[WEATHER], messages=history
+    )
+    assert third.content[0].text == "Thanks."
+    assert upstreams.anthropic.last_json()["messages"][1]["content"][0]["type"] == "thinking"
