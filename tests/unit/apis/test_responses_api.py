@@ -372,3 +372,36 @@ async def test_streamed_reasoning_is_a_reasoning_item(
     assert [item.type for item in final.output] == ["reasoning", "message"]
     assert final.output[0].content[0].text == "Brief thought."
     assert final.output_text == "Hi."
+
+
+async def test_a_conversation_moves_between_providers(
+    oai: openai.AsyncOpenAI, upstreams: Upstreams
+) -> None:
+    """A tool call with thinking on an Anthropic model, its output answered by an OpenAI-type
+    model through `previous_response_id`, then a third turn back on Anthropic."""
+    upstreams.anthropic.script(
+        Reply(thinking="Use the tool.", tool_calls=[ToolUse("get_weather", {"city": "Lima"})]),
+        Reply(text="Bye."),
+    )
+    upstreams.openai.script(Reply(text="Mild in Lima."))
+    first = await oai.responses.create(
+        model="claude-thinking", input="Weather in Lima?", tools=[WEATHER]
+    )
+    call = first.output[-1]
+    second = await oai.responses.create(
+        model="gpt-chat",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "Mild in Lima."
+    sent = upstreams.openai.last_json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert all("thinking_blocks" not in m for m in sent)
+    raw = await oai.responses.with_raw_response.create(
+        model="claude-thinking", previous_response_id=second.id, input="Thanks!", tools=[WEATHER]
+    )
+    assert checked(raw)["output"][0]["content"][0]["text"] == "Bye."
+    turns = upstreams.anthropic.last_json()["messages"]
+    assert turns[1]["content"][0]["type"] == "thinking"
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant", "user"]
