@@ -11,6 +11,9 @@ from typing import Any
 from gateway.errors import InvalidRequestError
 from gateway.providers.mapping import THINKING_FIELD
 
+# How a tool result marked `is_error` reads to a model behind a chat API.
+TOOL_ERROR_PREFIX = "Error: "
+
 
 class BlockTranslation:
     """One request's content blocks as chat messages, collecting what only Anthropic can
@@ -81,9 +84,13 @@ class BlockTranslation:
     def tool_result(self, block: dict[str, Any], where: str) -> tuple[str, list[dict[str, Any]]]:
         if not isinstance(block.get("tool_use_id"), str):
             raise InvalidRequestError(f"{where}.tool_use_id: Field required", param=where)
+        text, images = self._tool_output(block.get("content"), where)
         if block.get("is_error"):
-            self.only_native(where, "tool results marked is_error")
-        content = block.get("content")
+            # Chat APIs have no error flag on a tool result: the model reads it in the text.
+            text = f"{TOOL_ERROR_PREFIX}{text}"
+        return text, images
+
+    def _tool_output(self, content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
         if content is None or isinstance(content, str):
             return content or "", []
         texts, images = [], []

@@ -162,8 +162,11 @@ def _response_format(request: MessagesRequest) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
-def to_chat(request: MessagesRequest, body: dict[str, Any]) -> TranslatedRequest:
-    """Our chat request for a Messages request, carrying `body` for an Anthropic model."""
+def to_chat(
+    request: MessagesRequest, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> TranslatedRequest:
+    """Our chat request for a Messages request, carrying `body` (and Anthropic's own
+    `headers`, such as `anthropic-beta`) for an Anthropic model."""
     t = BlockTranslation()
     messages = t.system(request.system)
     for i, message in enumerate(request.messages):
@@ -201,7 +204,7 @@ def to_chat(request: MessagesRequest, body: dict[str, Any]) -> TranslatedRequest
     except ValidationError as exc:
         raise validation_error(exc) from None
     native = {k: v for k, v in body.items() if k not in ("use_case", "route")}
-    return translated.carrying(ANTHROPIC, native, tuple(t.native_only))
+    return translated.carrying(ANTHROPIC, native, tuple(t.native_only), headers or {})
 
 
 # ---------------------------------------------------------------- ours -> response

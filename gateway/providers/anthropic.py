@@ -45,7 +45,7 @@ from gateway.providers.mapping import (
     upstream_error,
     wants_json_object,
 )
-from gateway.providers.native import native_body
+from gateway.providers.native import native_body, native_headers
 from gateway.providers.support import SUPPORT
 from gateway.providers.transport import pooled_client
 from gateway.wire import (
@@ -136,7 +136,7 @@ class AnthropicProvider(Provider):
     def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
         native = native_body(request, self.type)
         if native is not None:
-            return self._native_params(native, model)
+            return self._native_params(native, native_headers(request, self.type), model)
         system = [
             {"type": "text", "text": text_of(m.content)}
             for m in request.messages
@@ -182,8 +182,11 @@ class AnthropicProvider(Provider):
             params["output_config"] = output_config
         return params
 
-    def _native_params(self, body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
-        """A body a client wrote in this API (`/v1/messages`), sent as it came, on our model."""
+    def _native_params(
+        self, body: dict[str, Any], headers: dict[str, str], model: ModelConfig
+    ) -> dict[str, Any]:
+        """A body a client wrote in this API (`/v1/messages`), sent as it came (with its
+        `anthropic-beta` header), on our model."""
         params = {k: v for k, v in body.items() if k in _CREATE_PARAMS}
         extra = {k: v for k, v in body.items() if k not in _CREATE_PARAMS}
         params.pop("stream", None)
@@ -193,6 +196,8 @@ class AnthropicProvider(Provider):
         )
         if extra:
             params["extra_body"] = extra
+        if headers:
+            params["extra_headers"] = headers
         return params
 
     def _turn(self, message: Any) -> dict[str, Any]:

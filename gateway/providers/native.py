@@ -27,17 +27,21 @@ class TranslatedRequest(ChatCompletionRequest):
     _native_body: dict[str, Any] | None = PrivateAttr(default=None)
     # What only `native_type` can honour, as (param, what): ("messages", "document blocks").
     _native_only: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+    # The provider's own request headers the client sent (`anthropic-beta`), to send on.
+    _native_headers: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def carrying(
         self,
         native_type: str,
         body: dict[str, Any],
         native_only: tuple[tuple[str, str], ...] = (),
+        headers: dict[str, str] | None = None,
     ) -> TranslatedRequest:
-        """This request, carrying `body` for adapters of `native_type`."""
+        """This request, carrying `body` (and `headers`) for adapters of `native_type`."""
         self._native_type = native_type
         self._native_body = body
         self._native_only = native_only
+        self._native_headers = dict(headers or {})
         return self
 
 
@@ -46,6 +50,13 @@ def native_body(request: ChatCompletionRequest, provider_type: str) -> dict[str,
     if isinstance(request, TranslatedRequest) and request._native_type == provider_type:
         return request._native_body
     return None
+
+
+def native_headers(request: ChatCompletionRequest, provider_type: str) -> dict[str, str]:
+    """The provider's own headers the client sent with its body (`anthropic-beta`)."""
+    if isinstance(request, TranslatedRequest) and request._native_type == provider_type:
+        return request._native_headers
+    return {}
 
 
 def check_translatable(request: ChatCompletionRequest, provider_type: str) -> None:

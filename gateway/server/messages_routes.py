@@ -38,12 +38,19 @@ def anthropic_error(error: GatewayError, request_id: str | None = None) -> Respo
     )
 
 
+def _forwarded(ctx: RequestContext) -> dict[str, str]:
+    """Anthropic's own headers that change what a request means, sent on to an Anthropic
+    model (betas); `anthropic-version` is the adapter's, and keys never leave."""
+    beta = ctx.headers.get("anthropic-beta")
+    return {"anthropic-beta": beta} if beta else {}
+
+
 def add_messages_routes(api: FastAPI, runtime: GatewayRuntime) -> None:
     """Mount Anthropic's Messages API on `api`."""
 
     async def translate(ctx: RequestContext, raw: bytes) -> TranslatedRequest:
         request, body = parse_request(raw)
-        return to_chat(request, body)
+        return to_chat(request, body, _forwarded(ctx))
 
     @api.post("/v1/messages", include_in_schema=False)
     async def messages(request: Request) -> Response:

@@ -442,3 +442,31 @@ async def test_a_tool_use_turn_moves_between_providers(
     )
     assert third.content[0].text == "Thanks."
     assert upstreams.anthropic.last_json()["messages"][1]["content"][0]["type"] == "thinking"
+
+
+async def test_betas_go_to_anthropic_and_errors_read_as_text_elsewhere(
+    claude: anthropic.AsyncAnthropic, upstreams: Upstreams
+) -> None:
+    upstreams.anthropic.script(Reply(tool_calls=[ToolUse("get_weather", {"city": "Bern"})]))
+    question = {"role": "user", "content": "Weather in Bern?"}
+    first = await claude.beta.messages.create(
+        model="claude-chat",
+        max_tokens=128,
+        tools=[WEATHER],
+        messages=[question],
+        betas=["context-management-2025-06-27"],
+    )
+    assert upstreams.anthropic.last.headers["anthropic-beta"] == "context-management-2025-06-27"
+    use = first.content[-1]
+    failed = {"type": "tool_result", "tool_use_id": use.id, "content": "timeout", "is_error": True}
+    history = [
+        question,
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [failed]},
+    ]
+    await claude.messages.create(model="gpt-chat", max_tokens=64, tools=[WEATHER], messages=history)
+    assert upstreams.openai.last_json()["messages"][-1]["content"] == "Error: timeout"
+    await claude.messages.create(
+        model="claude-chat", max_tokens=64, tools=[WEATHER], messages=history
+    )
+    assert upstreams.anthropic.last_json()["messages"][-1]["content"][0]["is_error"] is True
