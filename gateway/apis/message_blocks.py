@@ -173,6 +173,14 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
 def _block(block: Any, where: str) -> dict[str, Any]:
     if not isinstance(block, dict) or not isinstance(block.get("type"), str):
         raise InvalidRequestError(f"{where}.type: Field required", param=where)
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "file":
+        # Uploaded files live in the upstream account every tenant shares: never by id here.
+        raise InvalidRequestError(
+            f"{where}.source: file sources are not served by this gateway; send the content "
+            "(base64, text or a URL)",
+            param=f"{where}.source",
+        )
     return block
 
 

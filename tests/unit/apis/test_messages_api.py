@@ -470,3 +470,14 @@ async def test_betas_go_to_anthropic_and_errors_read_as_text_elsewhere(
         model="claude-chat", max_tokens=64, tools=[WEATHER], messages=history
     )
     assert upstreams.anthropic.last_json()["messages"][-1]["content"][0]["is_error"] is True
+
+
+async def test_file_sources_are_refused_everywhere(claude: anthropic.AsyncAnthropic) -> None:
+    """Files live in the upstream account all tenants share: no tenant names one by id."""
+    document = {"type": "document", "source": {"type": "file", "file_id": "file_011abc"}}
+    content = [document, {"type": "text", "text": "Summarise."}]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(
+            model="claude-chat", max_tokens=64, messages=[{"role": "user", "content": content}]
+        )
+    assert "file sources" in caught.value.body["error"]["message"]
