@@ -171,7 +171,13 @@ def to_chat(
     messages = t.system(request.system)
     for i, message in enumerate(request.messages):
         messages.extend(t.turn(i, message))
-    for param in ("top_k", "container", "mcp_servers", "context_management"):
+    if request.container is not None:
+        # Containers are reused by id within the upstream account all tenants share.
+        raise InvalidRequestError(
+            "container: not served by this gateway (containers are shared by its tenants)",
+            param="container",
+        )
+    for param in ("top_k", "mcp_servers", "context_management"):
         if getattr(request, param) is not None:
             t.only_native(param, f"'{param}'")
     choice, parallel = _tool_choice(request.tool_choice)

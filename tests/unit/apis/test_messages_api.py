@@ -481,3 +481,8 @@ async def test_file_sources_are_refused_everywhere(claude: anthropic.AsyncAnthro
             model="claude-chat", max_tokens=64, messages=[{"role": "user", "content": content}]
         )
     assert "file sources" in caught.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude.messages.create(
+            model="claude-chat", max_tokens=64, messages=[HELLO], container="container_011abc"
+        )
+    assert caught.value.body["error"]["message"].startswith("container:")
