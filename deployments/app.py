@@ -20,6 +20,9 @@ from gateway.providers.facts import load_model_facts
 logger = logging.getLogger("llmgw.app")
 
 APP_NAME = "llmgw"
+# How long a stopping replica (ingress or pool) waits for its in-flight requests, streams
+# included, before Serve stops it anyway: the bound on a graceful `llmgw down` or SIGTERM.
+DRAIN_TIMEOUT_S = 30.0
 
 
 class AppArgs(BaseModel):
@@ -48,7 +51,11 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     def options(name: str) -> dict[str, Any]:
         settings = config.deployments.get(name)
-        return {"name": name, **(settings.options() if settings else {})}
+        return {
+            "name": name,
+            "graceful_shutdown_timeout_s": DRAIN_TIMEOUT_S,
+            **(settings.options() if settings else {}),
+        }
 
     pools = {
         kind: ProviderPool.options(**options(POOL_NAMES[kind])).bind(kind)

@@ -26,6 +26,7 @@ from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
 from gateway.auth import KeyRing
 from gateway.config import GatewayConfig
+from gateway.observability.logs import configure_json_logs
 from gateway.pipeline.context import Services
 from gateway.pipeline.invoker import Invoker
 from gateway.quota import LeaseBook
@@ -50,6 +51,8 @@ class Ingress:
         router: Any = None,
         providers: list[dict[str, Any]] | None = None,
     ) -> None:
+        if config.observability.json_logs:
+            configure_json_logs()
         registry = get_or_create_registry(config, store_url)
         self.feed = SnapshotFeed(
             registry,
@@ -92,6 +95,9 @@ class Ingress:
     async def __del__(self) -> None:
         # Graceful stop: what is buffered reaches the writer before the replica goes.
         await self.quotas.aclose()  # leases not spent go back for other replicas
+        tracer = self.runtime.pipeline.tracer
+        if tracer is not None:
+            tracer.shutdown()  # spans still buffered leave now
         await self.sink.aclose()
         await self.feed.aclose()
         await self.access.aclose()

@@ -85,6 +85,15 @@ TOKENS = MetricSpec(
     "{token}",
     TOKEN_BUCKETS,
 )
+# Ray's exporter reports a histogram's `_sum` from bucket midpoints (one observation of 8
+# tokens sums to 10), so exact totals come from this counter, the distribution from the above.
+TOKENS_TOTAL = MetricSpec(
+    "llmgw.tokens",
+    "counter",
+    "Tokens used, by type (input, output, cached): exact totals",
+    (TENANT, OPERATION, MODEL, PROVIDER, TOKEN_TYPE),
+    "{token}",
+)
 COST = MetricSpec(
     "llmgw.cost",
     "counter",
@@ -174,6 +183,7 @@ PROBE_DURATION = MetricSpec(
 CATALOGUE: tuple[MetricSpec, ...] = (
     REQUESTS,
     TOKENS,
+    TOKENS_TOTAL,
     COST,
     REQUEST_DURATION,
     OVERHEAD,

@@ -35,6 +35,7 @@ from gateway.observability.catalogue import (
     TENANT,
     TOKEN_TYPE,
     TOKENS,
+    TOKENS_TOTAL,
     TPOT,
     TTFT,
     MetricSpec,
@@ -208,6 +209,7 @@ class GatewayMetrics:
         ):
             if kind != "cached" or count:
                 self.sink.emit(TOKENS, float(count), {**labels, TOKEN_TYPE: kind})
+                self.sink.emit(TOKENS_TOTAL, float(count), {**labels, TOKEN_TYPE: kind})
         self.sink.emit(COST, cost_usd, {TENANT: tenant, MODEL: model, PROVIDER: provider})
 
     def attempt(

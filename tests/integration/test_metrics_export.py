@@ -131,8 +131,12 @@ def test_calls_reach_the_node_exporter_with_their_labels(
             "ray_llmgw_refusals_total",
             {"tenant": "team-metrics", "reason": "rate_limit_exceeded"},
         ),
-        "input": ("ray_gen_ai_client_token_usage_sum", {**served, "gen_ai_token_type": "input"}),
-        "output": ("ray_gen_ai_client_token_usage_sum", {**served, "gen_ai_token_type": "output"}),
+        "input": ("ray_llmgw_tokens_total", {**served, "gen_ai_token_type": "input"}),
+        "output": ("ray_llmgw_tokens_total", {**served, "gen_ai_token_type": "output"}),
+        "output_requests": (
+            "ray_gen_ai_client_token_usage_count",
+            {**served, "gen_ai_token_type": "output"},
+        ),
         "cost": ("ray_llmgw_cost_usd_total", served),
         "duration": (
             "ray_gen_ai_server_request_duration_seconds_count",
@@ -172,5 +176,6 @@ def test_calls_reach_the_node_exporter_with_their_labels(
     assert sum(values("requests")) == 4  # sim-fast served: one call, a stream, two fallbacks
     assert sum(values("refusals")) == 1
     assert sum(values("output")) == output_tokens
+    assert sum(values("output_requests")) == 4
     assert max(values("circuit")) == 1.0
     assert sum(values("cost")) > 0

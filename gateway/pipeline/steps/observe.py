@@ -7,11 +7,16 @@ the response is done, refused requests included.
 
 from __future__ import annotations
 
+import logging
+
 from gateway.observability.metrics import metrics
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.step import Step
 
 FIRST_TOKEN = "first_token_ms"
+
+# One line per model call (the request id comes with it); never a body, never a key.
+access_log = logging.getLogger("llmgw.access")
 
 
 def _called(ctx: RequestContext) -> tuple[str, str]:
@@ -57,6 +62,25 @@ class Observe(Step):
             error=error,
             duration_s=elapsed_ms / 1000,
             overhead_s=ctx.overhead_ms() / 1000,
+        )
+        access_log.info(
+            "%s %s %d",
+            ctx.endpoint,
+            model or "-",
+            ctx.status,
+            extra={
+                "tenant": tenant or None,
+                "model": model or None,
+                "provider": provider or None,
+                "status": ctx.status,
+                "error": error or None,
+                "attempts": len(ctx.invocation.attempts),
+                "duration_ms": round(elapsed_ms, 2),
+                "overhead_ms": round(ctx.overhead_ms(), 2),
+                "input_tokens": ctx.usage.prompt_tokens if ctx.usage else None,
+                "output_tokens": ctx.usage.completion_tokens if ctx.usage else None,
+                "stream": ctx.streaming,
+            },
         )
         served = ctx.model
         if served is not None and ctx.usage is not None:

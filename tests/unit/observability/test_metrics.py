@@ -90,6 +90,8 @@ async def test_a_served_call_counts_request_tokens_cost_and_latencies(
         (p["gen_ai_token_type"], v) for p, v in sink.points("gen_ai.client.token.usage", **labels)
     )
     assert tokens == {"input": [usage["prompt_tokens"]], "output": [usage["completion_tokens"]]}
+    exact = sink.total("llmgw.tokens", **labels, gen_ai_token_type="output")
+    assert exact == usage["completion_tokens"]
     cost = usage["prompt_tokens"] * 1e-6 + usage["completion_tokens"] * 2e-6
     assert sink.total("llmgw.cost", **labels) == pytest.approx(cost)
     assert float(r.headers["x-llmgw-cost-usd"]) == pytest.approx(cost)

@@ -197,17 +197,23 @@ async def test_json_logs_carry_the_request_id_and_no_bodies_or_keys(
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
     loggers = [logging.getLogger(n) for n in ("gateway", "llmgw")]
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         body = {"model": "broken", "messages": [{"role": "user", "content": PROMPT}]}
         headers = {"authorization": f"Bearer {ADMIN_KEY}", "x-request-id": "req-logs-1"}
         assert (await http.post("/v1/chat/completions", json=body, headers=headers)).is_success
     finally:
-        for logger in loggers:
+        for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
+            logger.setLevel(level)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines, "the failed attempt logs a warning"
     assert all(line["request_id"] == "req-logs-1" for line in lines)
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    [access] = [line for line in lines if line["logger"] == "llmgw.access"]
+    assert access["model"] == "sim-fast" and access["status"] == 200
+    assert access["attempts"] == 2 and access["output_tokens"] == 6
     assert PROMPT not in out.getvalue() and ADMIN_KEY not in out.getvalue()
