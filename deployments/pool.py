@@ -43,24 +43,37 @@ class ProviderPool:
             self.ongoing -= 1
             metrics().pool_queue(self.provider_type, self.ongoing)
 
+    # Each method re-raises a gateway error `from None`: Serve logs a failed call's traceback,
+    # and the SDK exception chained to it carries the upstream's raw text (which may echo
+    # credentials), unredacted; the caller never receives the chain anyway.
+
     async def complete(
         self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
     ) -> Completed:
-        with self._counted():
-            return await self.upstream.complete(provider, request, model)
+        try:
+            with self._counted():
+                return await self.upstream.complete(provider, request, model)
+        except GatewayError as error:
+            raise error from None
 
     async def stream(
         self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
     ) -> AsyncIterator[StreamItem]:
-        with self._counted():
-            async for item in self.upstream.stream(provider, request, model):
-                yield item
+        try:
+            with self._counted():
+                async for item in self.upstream.stream(provider, request, model):
+                    yield item
+        except GatewayError as error:
+            raise error from None
 
     async def embed(
         self, provider: ProviderConfig, request: EmbeddingRequest, model: ModelConfig
     ) -> Completed:
-        with self._counted():
-            return await self.upstream.embed(provider, request, model)
+        try:
+            with self._counted():
+                return await self.upstream.embed(provider, request, model)
+        except GatewayError as error:
+            raise error from None
 
 
 # What a handle call can raise besides the callee's own exception.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http
 import logging
+import os
 import re
 from typing import Any
 
@@ -211,8 +212,20 @@ _SECRETS = (
 )
 
 
+_SECRET_ENV = re.compile(r"(?i)key|secret|token|password")
+
+
+def _known_secrets() -> list[str]:
+    """This process's credentials (providers read theirs from the environment), longest first:
+    masked even where no pattern knows their shape (an Azure key has no prefix)."""
+    values = {v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 12}
+    return sorted(values, key=len, reverse=True)
+
+
 def redact(text: str) -> str:
     """An upstream's text with anything that looks like a credential masked, for logs."""
+    for secret in _known_secrets():
+        text = text.replace(secret, "[REDACTED]")
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
     return text
