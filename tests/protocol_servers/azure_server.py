@@ -81,6 +81,8 @@ class AzureOpenAIServer(OpenAIServer):
                 self.azure_embeddings,
                 methods=["POST"],
             ),
+            # The gateway's health probe lists models (the resource's, as Azure serves them).
+            Route("/openai/models", self.models, methods=["GET"]),
         ]
 
     def authenticate(self, received: Received) -> None:
