@@ -39,7 +39,7 @@ def test_up_starts_its_own_ray_and_down_stops_it(tmp_path: Path) -> None:
     env.update(
         LLMGW_HOME=str(tmp_path / "home"),
         RAY_TMPDIR=ray_tmp,
-        LLMGW_ADMIN_KEY="sk-llmgw-quickstart-0123456789",
+        LLMGW_ADMIN_KEY="sk-llmgw-quickstart-0123456789abcdef",
         RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(haproxy / "haproxy.cfg"),
         RAY_SERVE_HAPROXY_SOCKET_PATH=str(haproxy / "admin.sock"),
         RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(haproxy),
