@@ -95,13 +95,23 @@ class Invoker:
         self.circuits = circuits
         self.clock = clock
 
+    def budget(self, decision: RouteDecision) -> float:
+        """How long the whole request may take, every attempt included: `routing.
+        request_timeout_s`, else one `timeouts.total_s` per candidate (a candidate's retries
+        share its own; a fallback gets its own, so a model that times out leaves its fallbacks
+        room to answer)."""
+        if self.request_timeout_s is not None:
+            return self.request_timeout_s
+        return sum(c.model.timeouts.total_s for c in decision.candidates)
+
     def deadline(self, decision: RouteDecision) -> float:
-        """When the whole request must be done, every attempt included: `routing.
-        request_timeout_s`, else the first candidate's `timeouts.total_s`, from now."""
-        budget = self.request_timeout_s
-        if budget is None:
-            budget = decision.candidates[0].model.timeouts.total_s if decision.candidates else 0
-        return self.clock() + budget
+        """When the whole request must be done, from now."""
+        return self.clock() + self.budget(decision)
+
+    def _cut_short(self, left: float, model_limit: float) -> bool:
+        """Whether the request's own deadline, not the model's timeout, ended an attempt: only
+        a configured `request_timeout_s` can be shorter than a model's own limits."""
+        return self.request_timeout_s is not None and left < model_limit
 
     async def _chain(
         self,
@@ -110,8 +120,8 @@ class Invoker:
         invocation: Invocation,
         call: Callable[[ProviderConfig, ModelConfig, float], Awaitable[T]],
     ) -> T:
-        """`call(provider, model, deadline)` for each candidate in turn, each attempt bounded
-        by the request's one deadline."""
+        """`call(provider, model, deadline)` for each candidate in turn: a candidate's retries
+        share its own `total_s`, and everything the request's one deadline."""
         deadline = self.deadline(decision)
         last: GatewayError | None = None
         for candidate in decision.candidates:
@@ -119,10 +129,14 @@ class Invoker:
             provider = providers[model.provider]
             breaker = self.circuits.get(model.provider, model.name)
             attempt = 0
+            # A candidate's attempts share its own total_s, within the request's deadline.
+            own = min(deadline, self.clock() + model.timeouts.total_s)
             while True:
                 now = self.clock()
                 if now >= deadline:
                     raise self._expired(decision, last)
+                if now >= own:
+                    break
                 permit = breaker.acquire(now)
                 if permit is None:
                     last = ServiceUnavailableError(
@@ -133,7 +147,7 @@ class Invoker:
                     break
                 start = time.perf_counter()
                 try:
-                    result = await call(provider, model, deadline)
+                    result = await call(provider, model, own)
                 except GatewayError as error:
                     ms = (time.perf_counter() - start) * 1000
                     failed = counts_against_circuit(error)
@@ -149,8 +163,9 @@ class Invoker:
                         wait = self.retry.delay(attempt, error.retry_after)
                         if self.clock() + wait >= deadline:
                             raise self._expired(decision, last) from None
-                        await asyncio.sleep(wait)
-                        continue
+                        if self.clock() + wait < own:
+                            await asyncio.sleep(wait)
+                            continue
                     break
                 ms = (time.perf_counter() - start) * 1000
                 invocation.attempts.append(
@@ -162,12 +177,14 @@ class Invoker:
         raise last or ServiceUnavailableError("no candidate model could be tried")
 
     def _expired(self, decision: RouteDecision, last: GatewayError | None) -> GatewayError:
-        budget = self.request_timeout_s
-        if budget is None and decision.candidates:
-            budget = decision.candidates[0].model.timeouts.total_s
+        """The error for a spent budget: with no `request_timeout_s` the budget is the models'
+        own timeouts, so the last model's error says best what happened."""
+        if self.request_timeout_s is None and last is not None:
+            return last
+        budget = self.budget(decision)
         why = f" (last error: {last.message})" if last is not None else ""
         return UpstreamTimeoutError(
-            f"the request did not finish within its deadline of {budget or 0:g} s, "
+            f"the request did not finish within its deadline of {budget:g} s, "
             f"retries and fallbacks included{why}",
             code=DEADLINE,
         )
@@ -190,7 +207,7 @@ class Invoker:
                 async with asyncio.timeout(limit):
                     return await fn(provider, request, model)
             except TimeoutError:
-                if left <= model.timeouts.total_s:
+                if self._cut_short(left, model.timeouts.total_s):
                     raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
                     f"model '{model.name}' did not answer within {limit:g} s",
@@ -228,7 +245,7 @@ class Invoker:
                         prefix.append(nxt)
             except TimeoutError:
                 await _close(items)
-                if total_deadline - started <= first_token_s:
+                if self._cut_short(total_deadline - started, model.timeouts.first_token_s):
                     raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
                     f"model '{model.name}' sent no token within {first_token_s:g} s",

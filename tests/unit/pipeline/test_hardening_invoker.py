@@ -63,15 +63,29 @@ def invoker(upstream: Any, **routing: Any) -> Invoker:
     return Invoker(upstream, config, CircuitBoard(config.circuit))
 
 
-async def test_attempts_share_the_first_candidates_total_timeout() -> None:
+async def test_attempts_share_one_total_timeout_per_candidate() -> None:
     upstream = Hanging()
+    invocation = Invocation()
     started = time.monotonic()
     with pytest.raises(UpstreamTimeoutError) as caught:
-        await invoker(upstream).complete({}, decision(0.3), PROVIDERS, Invocation())
+        await invoker(upstream).complete({}, decision(0.3), PROVIDERS, invocation)
     elapsed = time.monotonic() - started
-    # 3 candidates x 3 attempts x 0.3 s each would be 2.7 s.
-    assert elapsed < 0.8
-    assert caught.value.code == DEADLINE and caught.value.status_code == 504
+    # 3 candidates x 3 attempts x 0.3 s each would be 2.7 s; the request's budget is one
+    # total_s per candidate, 0.9 s, and each candidate (not only the first) got its turn.
+    assert 0.85 < elapsed < 1.4
+    assert {a.model for a in invocation.attempts} == {"m0", "m1", "m2"}
+    assert caught.value.status_code == 504
+
+
+async def test_a_timeout_is_the_models_own_unless_a_request_timeout_cut_it() -> None:
+    with pytest.raises(UpstreamTimeoutError) as caught:
+        await invoker(Hanging()).complete({}, decision(0.2, n=1), PROVIDERS, Invocation())
+    assert caught.value.code == "upstream_timeout"
+    with pytest.raises(UpstreamTimeoutError) as caught:
+        await invoker(Hanging(), request_timeout_s=0.1).complete(
+            {}, decision(60.0, n=1), PROVIDERS, Invocation()
+        )
+    assert caught.value.code == DEADLINE
 
 
 async def test_request_timeout_setting_bounds_the_request() -> None:
