@@ -108,20 +108,25 @@ class Invoker:
         """When the whole request must be done, from now."""
         return self.clock() + self.budget(decision)
 
-    def _cut_short(self, left: float, model_limit: float) -> bool:
-        """Whether the request's own deadline, not the model's timeout, ended an attempt: only
-        a configured `request_timeout_s` can be shorter than a model's own limits."""
-        return self.request_timeout_s is not None and left < model_limit
+    def _cut_short(self, end: float, deadline: float, started: float, model_limit: float) -> bool:
+        """Whether the request's `request_timeout_s`, not the model's own limit, ended an
+        attempt that had until `end` (its candidate's share, or the request's deadline)."""
+        return (
+            self.request_timeout_s is not None
+            and end >= deadline
+            and deadline < started + model_limit
+        )
 
     async def _chain(
         self,
         decision: RouteDecision,
         providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
-        call: Callable[[ProviderConfig, ModelConfig, float], Awaitable[T]],
+        call: Callable[[ProviderConfig, ModelConfig, float, float], Awaitable[T]],
     ) -> T:
-        """`call(provider, model, deadline)` for each candidate in turn: a candidate's retries
-        share its own `total_s`, and everything the request's one deadline."""
+        """`call(provider, model, end, deadline)` for each candidate in turn: an attempt has
+        until `end`, its candidate's own `total_s` (which retries share) within the request's
+        one `deadline`."""
         deadline = self.deadline(decision)
         last: GatewayError | None = None
         for candidate in decision.candidates:
@@ -147,7 +152,7 @@ class Invoker:
                     break
                 start = time.perf_counter()
                 try:
-                    result = await call(provider, model, own)
+                    result = await call(provider, model, own, deadline)
                 except GatewayError as error:
                     ms = (time.perf_counter() - start) * 1000
                     failed = counts_against_circuit(error)
@@ -199,15 +204,17 @@ class Invoker:
     ) -> Completed:
         """A non-streaming call (chat or embeddings) through the fallback chain."""
 
-        async def call(provider: ProviderConfig, model: ModelConfig, deadline: float) -> Completed:
+        async def call(
+            provider: ProviderConfig, model: ModelConfig, end: float, deadline: float
+        ) -> Completed:
             fn = self.upstream.embed if embeddings else self.upstream.complete
-            left = deadline - self.clock()
-            limit = min(model.timeouts.total_s, left)
+            started = self.clock()
+            limit = min(model.timeouts.total_s, end - started)
             try:
                 async with asyncio.timeout(limit):
                     return await fn(provider, request, model)
             except TimeoutError:
-                if self._cut_short(left, model.timeouts.total_s):
+                if self._cut_short(end, deadline, started, model.timeouts.total_s):
                     raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
                     f"model '{model.name}' did not answer within {limit:g} s",
@@ -226,10 +233,10 @@ class Invoker:
         """Open a stream through the fallback chain, up to its first content."""
 
         async def call(
-            provider: ProviderConfig, model: ModelConfig, deadline: float
+            provider: ProviderConfig, model: ModelConfig, end: float, deadline: float
         ) -> StreamStart:
             started = self.clock()
-            total_deadline = min(started + model.timeouts.total_s, deadline)
+            total_deadline = min(started + model.timeouts.total_s, end)
             first_token_s = min(model.timeouts.first_token_s, total_deadline - started)
             items = self.upstream.stream(provider, request, model)
             prefix: list[StreamItem] = []
@@ -245,7 +252,7 @@ class Invoker:
                         prefix.append(nxt)
             except TimeoutError:
                 await _close(items)
-                if self._cut_short(total_deadline - started, model.timeouts.first_token_s):
+                if self._cut_short(end, deadline, started, model.timeouts.first_token_s):
                     raise self._expired(decision, None) from None
                 raise UpstreamTimeoutError(
                     f"model '{model.name}' sent no token within {first_token_s:g} s",

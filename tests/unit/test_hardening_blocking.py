@@ -39,6 +39,13 @@ async def test_serve_status_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPa
         return SimpleNamespace(applications={})
 
     monkeypatch.setattr(deployments_admin.serve, "status", status)
-    backend = deployments_admin.ActorAdmin(registry=None, feed=None, providers=[])
-    assert await backend.status() == {"applications": {}, "providers": []}
+    monkeypatch.setattr(deployments_admin, "metrics_endpoints", lambda: [])
+    feed = SimpleNamespace(current=SimpleNamespace(health={}))
+    backend = deployments_admin.ActorAdmin(registry=None, feed=feed, providers=[])
+    assert await backend.status() == {
+        "applications": {},
+        "providers": [],
+        "metrics": [],
+        "health": {},
+    }
     assert seen and seen[0] != loop_thread
