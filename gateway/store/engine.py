@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -22,6 +23,15 @@ def normalize_url(url: str | URL) -> URL:
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def upsert_statement(conn: Connection, table: Table) -> Any:
+    """An INSERT on `table` that takes `.on_conflict_do_nothing` / `.on_conflict_do_update`:
+    the one place that knows both supported dialects spell it alike."""
+    dialects = {"postgresql": postgresql, "sqlite": sqlite}
+    if conn.dialect.name not in dialects:
+        raise ValueError(f"llmgw's store runs on SQLite or PostgreSQL, not {conn.dialect.name}")
+    return dialects[conn.dialect.name].insert(table)
 
 
 def create_engine(url: URL) -> Engine:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from gateway.quota.ledger import LedgerKey
+from gateway.store.engine import upsert_statement
 from gateway.store.records import utcnow
 from gateway.store.schema import QuotaLedgerRow
 
@@ -65,11 +66,7 @@ class LedgerTables:
             for k, (g, r) in summed.items()
         ]
         with self._writing() as conn:
-            if conn.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            statement = dialect_insert(_T)
+            statement = upsert_statement(conn, _T)
             statement = statement.on_conflict_do_update(
                 index_elements=[_T.c.subject, _T.c.metric, _T.c.window],
                 set_={

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Connection,
     Table,
     delete,
-    insert,
     select,
     text,
 )
@@ -26,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.store.access import AccessTables
-from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url
+from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url, upsert_statement
 from gateway.store.ledger import LedgerTables
 from gateway.store.records import utcnow
 from gateway.store.responses import ResponseTables
@@ -197,15 +196,7 @@ class Store(AccessTables, UsageTables, LedgerTables, ResponseTables):
 def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        conn.execute(delete(table).where(table.c[key].in_([row[key] for row in rows])))
-        conn.execute(insert(table), rows)
-        return
-    statement = dialect_insert(table)
+    statement = upsert_statement(conn, table)
     statement = statement.on_conflict_do_update(
         index_elements=[key],
         set_={column: statement.excluded[column] for column in rows[0] if column != key},

@@ -12,9 +12,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, case, func, insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from gateway.store.engine import upsert_statement
 from gateway.store.records import AuditEvent, UsageRecord, UsageSummary
 from gateway.store.schema import AuditRow, UsageRow
 
@@ -38,7 +39,11 @@ class UsageTables:
         if not records:
             return 0
         with self._writing() as conn:
-            statement = _insert_ignoring(conn, "request_id").returning(UsageRow.id)
+            statement = (
+                upsert_statement(conn, UsageRow.__table__)
+                .on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(UsageRow.id)
+            )
             # RETURNING counts the new rows exactly; executemany rowcounts vary by driver.
             return len(conn.execute(statement, [asdict(r) for r in records]).all())
 
@@ -196,17 +201,6 @@ class UsageTables:
             query = query.group_by(*groups).order_by(*groups)
         with self._reading() as conn:
             return list(conn.execute(query).all())
-
-
-def _insert_ignoring(conn: Connection, column: str) -> Any:
-    """INSERT ... ON CONFLICT (column) DO NOTHING, in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - llmgw supports SQLite and PostgreSQL
-        raise NotImplementedError(f"usage writes on {conn.dialect.name}")
-    return dialect_insert(UsageRow).on_conflict_do_nothing(index_elements=[column])
 
 
 def _report_column(by: ReportBy, dialect: str) -> ColumnElement[Any]:
