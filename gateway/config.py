@@ -276,7 +276,7 @@ class ServerConfig(_Section):
 
 class DeploymentSettings(_Section):
     """Serve settings for one deployment when `llmgw up` deploys (serve_config.yaml has the
-    same fields for `serve deploy`)."""
+    same fields for `serve deploy`); deployments/options.py turns them into Serve's options."""
 
     num_replicas: int | None = Field(default=None, ge=1)
     autoscaling_config: dict[str, Any] | None = None
@@ -284,14 +284,14 @@ class DeploymentSettings(_Section):
     num_cpus: float | None = Field(default=None, ge=0)
 
     def options(self) -> dict[str, Any]:
-        """Keyword arguments for `Deployment.options`."""
+        """Transitional (deployments.options.serve_options replaces it in the last commit)."""
         options: dict[str, Any] = self.model_dump(exclude_none=True, exclude={"num_cpus"})
         if self.num_cpus is not None:
             options["ray_actor_options"] = {"num_cpus": self.num_cpus}
         return options
 
 
-# The pool deployment of each provider type, and every deployment the app can have.
+# Transitional (deployments.options.POOL_NAMES replaces it in the last commit).
 POOL_NAMES: dict[str, str] = {
     "sim": "SimPool",
     "openai": "OpenAIPool",
@@ -300,7 +300,20 @@ POOL_NAMES: dict[str, str] = {
     "bedrock": "BedrockPool",
     "ollama": "OllamaPool",
 }
-DEPLOYMENT_NAMES = ("Ingress", "Router", *POOL_NAMES.values())
+
+# The deployments the `deployments:` section may tune, by the names serve_config.yaml gives
+# them. Which pool serves which provider type, and what each is in Serve, is deployments/'s
+# (deployments/options.py); a test holds the two in step.
+DEPLOYMENT_NAMES = (
+    "Ingress",
+    "Router",
+    "SimPool",
+    "OpenAIPool",
+    "AzureOpenAIPool",
+    "AnthropicPool",
+    "BedrockPool",
+    "OllamaPool",
+)
 
 
 class AuthConfig(_Section):

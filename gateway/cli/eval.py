@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.client import CLIError, read_state
-from gateway.cli.lifecycle import _friendly, console
+from gateway.cli.output import console, friendly
 
 eval_app = typer.Typer(help="Run evaluation sweeps over the gateway's models.")
 
@@ -42,7 +42,7 @@ def _api_key(key: str | None) -> str:
 
 
 @eval_app.command("run")
-@_friendly
+@friendly
 def run(
     sweep: Annotated[Path, typer.Argument(help="The sweep file (YAML).")],
     gateway: GatewayOption = None,

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from gateway.cli.client import CLIError
 from gateway.cli.eval import eval_app
-from gateway.cli.lifecycle import _friendly, console, err
+from gateway.cli.output import console, err, friendly
 
 if TYPE_CHECKING:  # pandas loads only when an eval command runs, not with every llmgw command
     import pandas as pd
@@ -123,7 +123,7 @@ def _print_tables(comparison: Any, regressed: pd.DataFrame | None) -> None:
 
 
 @eval_app.command("compare")
-@_friendly
+@friendly
 def compare_command(
     runs: RunsArgument,
     baseline: BaselineOption = None,
@@ -179,7 +179,7 @@ def compare_command(
 
 
 @eval_app.command("report")
-@_friendly
+@friendly
 def report_command(
     runs: RunsArgument,
     html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
@@ -219,7 +219,7 @@ def _use_case_of(comparison: Any) -> str | None:
 
 
 @eval_app.command("publish")
-@_friendly
+@friendly
 def publish_command(
     run: Annotated[str, typer.Argument(help="The run: an id (under --runs-dir) or its folder.")],
     use_case: Annotated[

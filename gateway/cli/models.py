@@ -12,7 +12,7 @@ import yaml
 from rich.table import Table
 
 from gateway.cli.client import AdminClient, CLIError
-from gateway.cli.lifecycle import _friendly, console, err
+from gateway.cli.output import console, err, friendly
 
 models_app = typer.Typer(help="List, inspect and change the models the gateway serves.")
 route_app = typer.Typer(help="See how the gateway routes a request.")
@@ -25,7 +25,7 @@ def _ms(value: float | None) -> str:
 
 
 @models_app.command("list")
-@_friendly
+@friendly
 def list_models(url: UrlOption = None) -> None:
     """Every registered model with its provider, status, prices and live latency."""
     data = AdminClient.from_state(url).request("GET", "/admin/models")
@@ -61,7 +61,7 @@ def list_models(url: UrlOption = None) -> None:
 
 
 @models_app.command("show")
-@_friendly
+@friendly
 def show(name: str, url: UrlOption = None) -> None:
     """One model's full registry entry and live statistics."""
     data = AdminClient.from_state(url).request("GET", f"/admin/models/{name}")
@@ -89,7 +89,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 
 @models_app.command("add")
-@_friendly
+@friendly
 def add(
     file: Annotated[
         Path | None, typer.Option(help="YAML or JSON file with the model entry.")
@@ -107,7 +107,7 @@ def add(
 
 
 @models_app.command("set")
-@_friendly
+@friendly
 def set_fields(
     name: str,
     fields: Annotated[
@@ -156,7 +156,7 @@ def diff(
 
 
 @models_app.command("deprecate")
-@_friendly
+@friendly
 def deprecate(name: str, url: UrlOption = None) -> None:
     """Mark a model deprecated: still served by name, never picked by `auto`."""
     data = AdminClient.from_state(url).request("POST", f"/admin/models/{name}/deprecate")
@@ -164,7 +164,7 @@ def deprecate(name: str, url: UrlOption = None) -> None:
 
 
 @models_app.command("remove")
-@_friendly
+@friendly
 def remove(name: str, url: UrlOption = None) -> None:
     """Remove a model from the registry."""
     data = AdminClient.from_state(url).request("DELETE", f"/admin/models/{name}")
@@ -172,7 +172,7 @@ def remove(name: str, url: UrlOption = None) -> None:
 
 
 @route_app.command("explain")
-@_friendly
+@friendly
 def explain(
     prompt: Annotated[str, typer.Argument(help="The user message.")] = "Hello",
     model: Annotated[str, typer.Option(help="A model name, alias, or auto.")] = "auto",

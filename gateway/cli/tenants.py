@@ -11,8 +11,8 @@ import yaml
 from rich.table import Table
 
 from gateway.cli.client import AdminClient, CLIError
-from gateway.cli.lifecycle import _friendly, console
 from gateway.cli.models import UrlOption, parse_assignments
+from gateway.cli.output import console, friendly
 
 tenants_app = typer.Typer(help="Create, inspect, limit and suspend tenants.")
 keys_app = typer.Typer(help="Create, list and revoke tenants' API keys.")
@@ -59,7 +59,7 @@ def _money(budgets: list[dict[str, Any]]) -> str:
 
 
 @tenants_app.command("create")
-@_friendly
+@friendly
 def create_tenant(
     name: str,
     rpm: RpmOption = None,
@@ -78,7 +78,7 @@ def create_tenant(
 
 
 @tenants_app.command("list")
-@_friendly
+@friendly
 def list_tenants(url: UrlOption = None) -> None:
     """Every tenant with its status and limits."""
     data = AdminClient.from_state(url).request("GET", "/admin/tenants")
@@ -100,7 +100,7 @@ def list_tenants(url: UrlOption = None) -> None:
 
 
 @tenants_app.command("show")
-@_friendly
+@friendly
 def show_tenant(name: str, url: UrlOption = None) -> None:
     """A tenant's full settings and its keys."""
     data = AdminClient.from_state(url).request("GET", f"/admin/tenants/{name}")
@@ -108,7 +108,7 @@ def show_tenant(name: str, url: UrlOption = None) -> None:
 
 
 @tenants_app.command("set")
-@_friendly
+@friendly
 def set_tenant(
     name: str,
     fields: Annotated[
@@ -125,7 +125,7 @@ def set_tenant(
 
 
 @tenants_app.command("suspend")
-@_friendly
+@friendly
 def suspend(name: str, url: UrlOption = None) -> None:
     """Refuse every key of the tenant (within a second, on every replica)."""
     AdminClient.from_state(url).request("POST", f"/admin/tenants/{name}/suspend")
@@ -133,7 +133,7 @@ def suspend(name: str, url: UrlOption = None) -> None:
 
 
 @tenants_app.command("resume")
-@_friendly
+@friendly
 def resume(name: str, url: UrlOption = None) -> None:
     """Serve a suspended tenant's keys again."""
     AdminClient.from_state(url).request("POST", f"/admin/tenants/{name}/resume")
@@ -141,7 +141,7 @@ def resume(name: str, url: UrlOption = None) -> None:
 
 
 @keys_app.command("create")
-@_friendly
+@friendly
 def create_key(
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key belongs to.")],
     scope: Annotated[
@@ -179,7 +179,7 @@ def create_key(
 
 
 @keys_app.command("list")
-@_friendly
+@friendly
 def list_keys(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
     url: UrlOption = None,
@@ -204,7 +204,7 @@ def list_keys(
 
 
 @keys_app.command("revoke")
-@_friendly
+@friendly
 def revoke(key_id: str, url: UrlOption = None) -> None:
     """Revoke a key: refused on every replica within a second."""
     data = AdminClient.from_state(url).request("POST", f"/admin/keys/{key_id}/revoke")

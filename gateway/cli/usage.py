@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from gateway.cli.client import AdminClient
-from gateway.cli.lifecycle import _friendly, console
+from gateway.cli.output import console, friendly
 
 # Shown in this order, after the group's own columns.
 _TOTALS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
@@ -25,7 +25,7 @@ class Format(str, Enum):
     json = "json"
 
 
-@_friendly
+@friendly
 def usage(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     key: Annotated[str | None, typer.Option(help="Only this key id (key_...).")] = None,

@@ -1,5 +1,0 @@
-"""`python -m gateway.cli` is `llmgw`."""
-
-from gateway.cli import main
-
-main()
