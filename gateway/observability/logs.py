@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import time
 from typing import Any
 
@@ -48,12 +49,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logs(level: int = logging.INFO) -> None:
-    """Send the gateway's loggers to stderr as JSON lines (once per process)."""
+    """Send the gateway's loggers to the process's own stderr as JSON lines (once per process).
+
+    The real stderr (`sys.__stderr__`), not `sys.stderr`: in a Serve replica that runs
+    throughput-optimized, `sys.stderr` is Serve's redirect into its replica log, which buffers
+    up to 1,000 records in memory and wraps each of our lines in its own format. Ray writes a
+    worker's real stderr to `logs/worker-*.err` on its node, line by line.
+    """
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
             continue
-        handler = logging.StreamHandler()
+        handler = logging.StreamHandler(sys.__stderr__)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.setLevel(level)
