@@ -20,9 +20,9 @@ from gateway.registry.stats import CallSample
 from gateway.routing import CircuitBoard
 from gateway.server.runtime import GatewayRuntime
 from gateway.store import Store
-from gateway.store.records import AuditEvent, UsageRecord
 from gateway.tenancy.backend import DirectoryBackend
 from gateway.tenancy.directory import Directory
+from gateway.usage.records import AuditEvent, UsageRecord
 
 
 @dataclass

@@ -39,8 +39,8 @@ from gateway.server.translated import (
     stream_answer,
 )
 from gateway.store import Store
-from gateway.store.records import utcnow
 from gateway.store.responses import StoredResponse
+from gateway.usage.records import utcnow
 from gateway.wire import ChatCompletionRequest
 
 logger = logging.getLogger("llmgw.responses")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +17,39 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError
-from gateway.store.records import ApiKey, utcnow
 from gateway.store.schema import ApiKeyRow, RegistryMetaRow, TenantRow
+from gateway.usage.records import utcnow
 
 ACCESS_VERSION = "access_version"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKey:
+    """A stored API key: only its SHA-256 hash and a short prefix for display are kept."""
+
+    id: str
+    key_hash: str
+    prefix: str
+    name: str
+    tenant: str
+    scopes: tuple[str, ...] = ()
+    created_at: datetime
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    limits: dict[str, Any] | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def status(self, now: datetime | None = None) -> str:
+        """active, revoked or expired."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and (now or utcnow()) >= self.expires_at:
+            return "expired"
+        return "active"
 
 
 class AccessTables:

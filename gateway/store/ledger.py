@@ -13,8 +13,8 @@ from sqlalchemy import select, tuple_
 
 from gateway.quota.ledger import LedgerKey
 from gateway.store.engine import upsert_statement
-from gateway.store.records import utcnow
 from gateway.store.schema import QuotaLedgerRow
+from gateway.usage.records import utcnow
 
 _T = QuotaLedgerRow.__table__
 

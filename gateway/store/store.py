@@ -27,10 +27,10 @@ from gateway.config import ModelConfig, ProviderConfig
 from gateway.store.access import AccessTables
 from gateway.store.engine import WRITE_OPTION, create_engine, normalize_url, upsert_statement
 from gateway.store.ledger import LedgerTables
-from gateway.store.records import utcnow
 from gateway.store.responses import ResponseTables
 from gateway.store.schema import ModelRow, ProviderRow, RegistryMetaRow
 from gateway.store.usage import UsageTables
+from gateway.usage.records import utcnow
 
 log = logging.getLogger(__name__)
 

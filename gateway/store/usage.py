@@ -16,8 +16,8 @@ from sqlalchemy import case, func, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.engine import upsert_statement
-from gateway.store.records import AuditEvent, UsageRecord, UsageSummary
 from gateway.store.schema import AuditRow, UsageRow
+from gateway.usage.records import AuditEvent, UsageRecord, UsageSummary
 
 GroupBy = Literal["tenant", "model", "provider", "upstream", "key_id", "status"]
 # What a usage report groups by, as the CLI and `GET /admin/usage` name it.

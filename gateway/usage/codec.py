@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.store.records import AuditEvent, UsageRecord
+from gateway.usage.records import AuditEvent, UsageRecord
 
 Kind = Literal["usage", "audit"]
 Record = UsageRecord | AuditEvent

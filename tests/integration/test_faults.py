@@ -26,8 +26,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.store.records import UsageRecord
 from gateway.store.store import Store
+from gateway.usage.records import UsageRecord
 from tests.integration.conftest import Deployed
 from tests.openapi import validate
 from tests.protocol_servers import Failure, OpenAIServer, Reply

@@ -11,7 +11,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.invoker import Attempt
 from gateway.pipeline.step import MODEL_CALLS, Step
 from gateway.registry.stats import CallSample
-from gateway.store.records import AuditEvent, UsageRecord
+from gateway.usage.records import AuditEvent, UsageRecord
 from gateway.usage.redact import body_for_audit, redact
 
 
