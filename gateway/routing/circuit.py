@@ -233,6 +233,13 @@ class CircuitBoard:
         self.tripped |= held
         self._held = held
 
+    def why_closed(self, provider: str, model: str, now: float | None = None) -> str:
+        """Why the model takes no calls now, in words a client can act on."""
+        if (provider, model) in self._held:
+            return f"provider '{provider}' failed its last health probe"
+        wait = self.retry_after(provider, model, now)
+        return f"circuit open after upstream failures, retry in {wait:.1f} s"
+
     def retry_after(self, provider: str, model: str, now: float | None = None) -> float:
         """Seconds until the model's circuit lets a call through (0 if it does now)."""
         if (provider, model) in self._held:

@@ -209,7 +209,8 @@ class Constraints:
         if code == LATENCY:
             return f"p50 {e.p50:.0f} ms over the cap {self.max_latency:.0f} ms"
         if code == CIRCUIT:
-            return f"circuit open after upstream failures, retry in {self.circuit_wait(e):.1f} s"
+            assert self.board is not None
+            return self.board.why_closed(e.provider, e.name, self.now)
         return "eligible"
 
 
@@ -296,7 +297,7 @@ def diagnose(use_case: str, served: list[Entry], c: Constraints) -> GatewayError
         )
     wait = min(c.circuit_wait(e) for e in last)
     return ServiceUnavailableError(
-        f"Every model for use case '{use_case}' that fits this request is failing upstream "
-        f"(circuit open); retry after {wait:.0f} s.",
+        f"Every model for use case '{use_case}' that fits this request is unavailable "
+        f"({c.describe(CIRCUIT, min(last, key=c.circuit_wait))}); retry after {wait:.0f} s.",
         retry_after=wait,
     )

@@ -123,8 +123,8 @@ def _plan_named(
             rejected.append((entry.name, c.describe(code, entry)))
     if not candidates:
         raise ServiceUnavailableError(
-            f"The model '{request.model}' is failing upstream (circuit open) and no fallback "
-            f"can take the request; retry after {wait:.0f} s.",
+            f"The model '{request.model}' takes no calls now ({c.describe(CIRCUIT, head)}) "
+            f"and no fallback can take the request; retry after {wait:.0f} s.",
             retry_after=wait,
             provider=head.provider,
         )

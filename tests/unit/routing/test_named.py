@@ -169,3 +169,20 @@ def test_when_the_whole_chain_is_open_it_is_a_503_with_retry_after(
     assert "claude" in error.message
     with pytest.raises(ServiceUnavailableError):
         plan(RouteRequest(model="claude", fallback=False), snapshot, RoutingConfig(), board)
+
+
+def test_a_provider_down_by_its_health_probe_is_named_as_such_not_as_an_open_circuit(
+    snapshot: RegistrySnapshot, clock: FakeClock
+) -> None:
+    from gateway.registry.snapshot import ProviderHealth
+
+    board = CircuitBoard(CircuitConfig(), clock)
+    down = ProviderHealth("unhealthy", checked_at=0.0, latency_ms=3.0, error="connect refused")
+    board.follow_health(snapshot.with_stats({}, 1, {"anthropic": down}))
+    decision = plan(RouteRequest(model="claude"), snapshot, RoutingConfig(), board)
+    assert decision.names() == ["gpt-big", "gpt-mini"]
+    assert decision.rejected == [("claude", "provider 'anthropic' failed its last health probe")]
+    with pytest.raises(ServiceUnavailableError) as caught:
+        plan(RouteRequest(model="claude", fallback=False), snapshot, RoutingConfig(), board)
+    assert "failed its last health probe" in caught.value.message
+    assert "circuit open" not in caught.value.message
