@@ -16,11 +16,11 @@ from ray import serve
 from deployments.access_actor import get_or_create_access
 from deployments.access_feed import AccessFeed
 from deployments.admin import ActorAdmin
+from deployments.placement_router import RouterInvoker
 from deployments.pool import replica_upstream
 from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
-from deployments.router import RouterInvoker
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer

@@ -1,7 +1,9 @@
 """Provider pools: one Serve deployment per provider type, each scaled on its own.
 
-A pool holds one adapter (one pooled SDK client) per configured provider of its type and
-returns framed results, so the ingress forwards bytes without re-parsing them.
+A pool holds one adapter (one pooled SDK client) per configured provider of its type. A call
+arrives as a lean `UpstreamCall` (names, registry version, request bytes); the pool looks both
+configs up in the registry snapshot of that version and returns framed results (stream chunks
+as ready SSE frames), so the ingress forwards bytes without re-parsing them.
 """
 
 from __future__ import annotations
@@ -15,22 +17,22 @@ from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskErr
 from ray.exceptions import TaskCancelledError as RayTaskCancelledError
 from ray.serve.exceptions import BackPressureError, RayServeException
 
-from gateway.config import ModelConfig, ProviderConfig
+from deployments.registry_versions import Fetch, RegistryVersions, registry_fetch
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
 from gateway.pipeline.invoker import CANCELLED
-from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream
+from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream, UpstreamCall
 from gateway.providers.framing import Completed, StreamItem
-from gateway.wire import ChatCompletionRequest, EmbeddingRequest
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
 class ProviderPool:
     """The adapters of one provider type, behind a deployment handle."""
 
-    def __init__(self, provider_type: str) -> None:
+    def __init__(self, provider_type: str, fetch: Fetch | None = None) -> None:
         self.provider_type = provider_type
         self.upstream = LocalUpstream()
+        self.versions = RegistryVersions(fetch or registry_fetch())
         self.ongoing = 0  # calls accepted and not yet answered: the pool's queue depth
 
     @contextlib.contextmanager
@@ -43,35 +45,26 @@ class ProviderPool:
             self.ongoing -= 1
             metrics().pool_queue(self.provider_type, self.ongoing)
 
-    # Each method re-raises a gateway error `from None`: Serve logs a failed call's traceback,
-    # and the SDK exception chained to it carries the upstream's raw text (which may echo
-    # credentials), unredacted; the caller never receives the chain anyway.
+    # Both entry points re-raise a gateway error `from None`: Serve logs a failed call's
+    # traceback, and the SDK exception chained to it carries the upstream's raw text (which
+    # may echo credentials), unredacted; the caller never receives the chain anyway.
 
-    async def complete(
-        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
-    ) -> Completed:
+    async def send(self, call: UpstreamCall) -> Completed:
+        """A finished answer (chat or embeddings)."""
         try:
             with self._counted():
-                return await self.upstream.complete(provider, request, model)
+                await self.versions.resolve(call)
+                return await self.upstream.send(call)
         except GatewayError as error:
             raise error from None
 
-    async def stream(
-        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
-    ) -> AsyncIterator[StreamItem]:
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
+        """A stream, as its head, SSE frames and tail."""
         try:
             with self._counted():
-                async for item in self.upstream.stream(provider, request, model):
+                await self.versions.resolve(call)
+                async for item in self.upstream.stream(call):
                     yield item
-        except GatewayError as error:
-            raise error from None
-
-    async def embed(
-        self, provider: ProviderConfig, request: EmbeddingRequest, model: ModelConfig
-    ) -> Completed:
-        try:
-            with self._counted():
-                return await self.upstream.embed(provider, request, model)
         except GatewayError as error:
             raise error from None
 
@@ -124,36 +117,25 @@ class PoolUpstream:
         self._pools = pools
         self._streams = {kind: handle.options(stream=True) for kind, handle in pools.items()}
 
-    def _pool(self, provider: ProviderConfig, streams: bool = False) -> Any:
+    def _pool(self, call: UpstreamCall, streams: bool = False) -> Any:
         handles = self._streams if streams else self._pools
+        kind = call.provider_config.type if call.provider_config else None
         try:
-            return handles[provider.type]
+            return handles[kind]
         except KeyError:
             raise ServiceUnavailableError(
-                f"no pool is deployed for provider type '{provider.type}' "
-                f"(provider '{provider.name}'); redeploy with it in the config"
+                f"no pool is deployed for provider type '{kind}' "
+                f"(provider '{call.provider}'); redeploy with it in the config"
             ) from None
 
-    async def complete(
-        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
-    ) -> Completed:
+    async def send(self, call: UpstreamCall) -> Completed:
         try:
-            return await self._pool(provider).complete.remote(provider, request, model)
+            return await self._pool(call).send.remote(call)
         except RAY_ERRORS as error:
             raise unwrap(error) from None
 
-    async def embed(
-        self, provider: ProviderConfig, request: EmbeddingRequest, model: ModelConfig
-    ) -> Completed:
-        try:
-            return await self._pool(provider).embed.remote(provider, request, model)
-        except RAY_ERRORS as error:
-            raise unwrap(error) from None
-
-    def stream(
-        self, provider: ProviderConfig, request: ChatCompletionRequest, model: ModelConfig
-    ) -> AsyncIterator[StreamItem]:
-        return relay(self._pool(provider, streams=True).stream.remote(provider, request, model))
+    def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
+        return relay(self._pool(call, streams=True).stream.remote(call))
 
 
 async def relay(response: Any) -> AsyncIterator[Any]:

@@ -19,7 +19,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from gateway.pipeline.upstream import Upstream
+from gateway.pipeline.upstream import LATEST, Upstream, UpstreamCall
 from gateway.providers.framing import Completed, StreamHead, StreamItem
 from gateway.routing import CircuitBoard, RetryPolicy, RouteDecision
 
@@ -201,18 +201,25 @@ class Invoker:
         providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
         embeddings: bool = False,
+        *,
+        version: int = LATEST,
+        body: bytes | None = None,
     ) -> Completed:
-        """A non-streaming call (chat or embeddings) through the fallback chain."""
+        """A non-streaming call (chat or embeddings) through the fallback chain.
+
+        `version` is the registry version the decision was planned on (a pool looks the
+        configs up by it); `body`, the client's bytes when they are `request` as validated."""
+        kind = "embed" if embeddings else "complete"
 
         async def call(
             provider: ProviderConfig, model: ModelConfig, end: float, deadline: float
         ) -> Completed:
-            fn = self.upstream.embed if embeddings else self.upstream.complete
             started = self.clock()
             limit = min(model.timeouts.total_s, end - started)
+            envelope = UpstreamCall.planned(kind, provider, model, request, version, body)
             try:
                 async with asyncio.timeout(limit):
-                    return await fn(provider, request, model)
+                    return await self.upstream.send(envelope)
             except TimeoutError:
                 if self._cut_short(end, deadline, started, model.timeouts.total_s):
                     raise self._expired(decision, None) from None
@@ -229,6 +236,9 @@ class Invoker:
         decision: RouteDecision,
         providers: Mapping[str, ProviderConfig],
         invocation: Invocation,
+        *,
+        version: int = LATEST,
+        body: bytes | None = None,
     ) -> StreamStart:
         """Open a stream through the fallback chain, up to its first content."""
 
@@ -238,7 +248,8 @@ class Invoker:
             started = self.clock()
             total_deadline = min(started + model.timeouts.total_s, end)
             first_token_s = min(model.timeouts.first_token_s, total_deadline - started)
-            items = self.upstream.stream(provider, request, model)
+            envelope = UpstreamCall.planned("stream", provider, model, request, version, body)
+            items = self.upstream.stream(envelope)
             prefix: list[StreamItem] = []
             try:
                 async with asyncio.timeout(first_token_s):

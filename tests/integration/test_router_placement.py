@@ -4,12 +4,16 @@ answers, headers and fallback as the default placement. Here the sim provider is
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import openai
 import pytest
 from ray import serve
 
+from gateway.store.store import Store
 from tests.integration.conftest import Deployed
 
 pytestmark = pytest.mark.ray
@@ -25,6 +29,7 @@ CONFIG = {
     "models": [
         {"name": "sim-fast", "provider": "sim"},
         {"name": "sim-broken", "provider": "flaky", "fallbacks": ["sim-fast"]},
+        {"name": "sim-dead", "provider": "flaky"},
     ],
     "routing": {"placement": "router", "retries": {"max_attempts": 2, "base_delay_s": 0.0}},
     "server": {"inline_providers": ["sim"]},
@@ -32,11 +37,15 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def client(
+def gateway(
     serve_gateway: Callable[..., Deployed], monkeypatch_module: pytest.MonkeyPatch
-) -> openai.OpenAI:
+) -> Deployed:
     monkeypatch_module.setenv("LLMGW_ADMIN_KEY", KEY)
-    gateway = serve_gateway(CONFIG)
+    return serve_gateway(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Deployed) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
 
 
@@ -60,3 +69,33 @@ def test_fallback_via_router(client: openai.OpenAI) -> None:
     )
     assert stream.headers["x-llmgw-model"] == "sim-fast"
     assert list(stream.parse())
+
+
+def _recorded(store: Store, request_id: str, timeout_s: float = 10.0) -> tuple[Any, Any]:
+    """The usage row and audit event of one call (the writer flushes within a second)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        usage = [r for r in store.list_usage(limit=200) if r.request_id == request_id]
+        audit = [e for e in store.list_audit(limit=200) if e.request_id == request_id]
+        if usage and audit:
+            return usage[0], audit[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no usage row and audit event for {request_id}")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_chain_via_router_is_metered_and_audited_with_its_attempts(
+    client: openai.OpenAI, gateway: Deployed, stream: bool
+) -> None:
+    request_id = f"router-failed-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="sim-dead",
+            messages=HELLO,
+            stream=stream,
+            extra_headers={"x-request-id": request_id},
+        )
+    assert caught.value.status_code == 503
+    usage, audit = _recorded(Store(gateway.store_url), request_id)
+    assert (usage.status, usage.attempts) == (503, 2)  # both retries, as the Router made them
+    assert [a["model"] for a in audit.detail["attempts"]] == ["sim-dead", "sim-dead"]

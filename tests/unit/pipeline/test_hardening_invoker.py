@@ -12,6 +12,7 @@ import pytest
 from gateway.config import ModelConfig, ProviderConfig, RoutingConfig
 from gateway.errors import ServiceUnavailableError, UpstreamTimeoutError
 from gateway.pipeline.invoker import DEADLINE, Invocation, Invoker
+from gateway.pipeline.upstream import UpstreamCall
 from gateway.providers.framing import Completed
 from gateway.routing import CircuitBoard, RouteDecision
 from gateway.routing.decision import Candidate
@@ -27,17 +28,14 @@ class Hanging:
         self.calls = 0
         self.fail = fail
 
-    async def complete(self, provider: Any, request: Any, model: Any) -> Completed:
+    async def send(self, call: UpstreamCall) -> Completed:
         self.calls += 1
         if self.fail:
             raise ServiceUnavailableError("down", provider="p")
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
 
-    async def embed(self, provider: Any, request: Any, model: Any) -> Completed:
-        return await self.complete(provider, request, model)
-
-    def stream(self, provider: Any, request: Any, model: Any) -> AsyncIterator[Any]:
+    def stream(self, call: UpstreamCall) -> AsyncIterator[Any]:
         async def items() -> AsyncIterator[Any]:
             self.calls += 1
             await asyncio.sleep(3600)

@@ -1,0 +1,166 @@
+"""The Router deployment that places fallback chains, for `routing.placement: router`.
+
+By default the ingress runs the fallback chain itself (one handle hop: ingress -> pool). With
+`placement: router`, a separately scaled Router runs it (ingress -> router -> pool, one more
+hop): fewer router replicas than ingress replicas share one view of circuit breakers and
+retries, at a few milliseconds a request. The ingress still plans the route on its snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+
+from deployments.pool import RAY_ERRORS, relay, replica_upstream, unwrap
+from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
+from gateway.errors import GatewayError
+from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
+from gateway.pipeline.upstream import LATEST
+from gateway.providers.framing import Completed, StreamHead, StreamItem
+from gateway.routing import CircuitBoard, RouteDecision
+
+
+@dataclass(slots=True)
+class ChainOutcome:
+    """What a fallback chain in the Router came to: the answer, or the error it ended with,
+    and every attempt either way (the ingress meters and audits them)."""
+
+    invocation: Invocation
+    result: Completed | None = None
+    error: GatewayError | None = None
+
+
+@dataclass(slots=True)
+class StreamOpened:
+    """The Router's first stream item: which model answered, after which attempts; or, with
+    `error`, the attempts of a chain that opened no stream (and nothing follows)."""
+
+    invocation: Invocation
+    total_deadline_in_s: float
+    error: GatewayError | None = None
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
+class Router:
+    """Runs route decisions' fallback chains against the provider pools."""
+
+    def __init__(self, config: GatewayConfig, pools: dict[str, Any]) -> None:
+        circuits = CircuitBoard(config.routing.circuit)
+        upstream = replica_upstream(pools, config.server.inline_providers)
+        self.invoker = Invoker(upstream, config.routing, circuits)
+
+    async def complete(
+        self,
+        request: Any,
+        decision: RouteDecision,
+        providers: Mapping[str, ProviderConfig],
+        embeddings: bool,
+        version: int = LATEST,
+        body: bytes | None = None,
+    ) -> ChainOutcome:
+        invocation = Invocation()
+        try:
+            result = await self.invoker.complete(
+                request, decision, providers, invocation, embeddings, version=version, body=body
+            )
+        except GatewayError as error:
+            return ChainOutcome(invocation, error=error)
+        return ChainOutcome(invocation, result)
+
+    async def stream(
+        self,
+        request: Any,
+        decision: RouteDecision,
+        providers: Mapping[str, ProviderConfig],
+        version: int = LATEST,
+        body: bytes | None = None,
+    ) -> AsyncIterator[StreamOpened | StreamItem]:
+        invocation = Invocation()
+        try:
+            start = await self.invoker.stream(
+                request, decision, providers, invocation, version=version, body=body
+            )
+        except GatewayError as error:
+            yield StreamOpened(invocation, 0.0, error)
+            return
+        yield StreamOpened(invocation, start.total_deadline - self.invoker.clock())
+        yield start.head
+        for item in start.prefix:
+            yield item
+        async for item in start.rest:
+            yield item
+
+
+class RouterInvoker:
+    """The ingress's invoker when a Router deployment runs the fallback chains.
+
+    Its circuit board mirrors the outcomes the Router reports, so planning still skips
+    models that are failing.
+    """
+
+    def __init__(self, router: Any, config: RoutingConfig) -> None:
+        self.router = router
+        self.router_streams = router.options(stream=True)
+        self.circuits = CircuitBoard(config.circuit)
+        self.clock = time.monotonic
+
+    def _mirror(self, invocation: Invocation) -> None:
+        now = self.clock()
+        for attempt in invocation.attempts:
+            breaker = self.circuits.get(attempt.provider, attempt.model)
+            breaker.record(not attempt.upstream_failed, now)
+
+    def _adopt(self, remote: Invocation, invocation: Invocation) -> None:
+        invocation.model, invocation.attempts = remote.model, remote.attempts
+        self._mirror(remote)
+
+    async def complete(
+        self,
+        request: Any,
+        decision: RouteDecision,
+        providers: Mapping[str, ProviderConfig],
+        invocation: Invocation,
+        embeddings: bool = False,
+        *,
+        version: int = LATEST,
+        body: bytes | None = None,
+    ) -> Completed:
+        try:
+            outcome = await self.router.complete.remote(
+                request, decision, providers, embeddings, version, body
+            )
+        except RAY_ERRORS as error:
+            raise unwrap(error) from None
+        self._adopt(outcome.invocation, invocation)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        return outcome.result
+
+    async def stream(
+        self,
+        request: Any,
+        decision: RouteDecision,
+        providers: Mapping[str, ProviderConfig],
+        invocation: Invocation,
+        *,
+        version: int = LATEST,
+        body: bytes | None = None,
+    ) -> StreamStart:
+        items = relay(
+            self.router_streams.stream.remote(request, decision, providers, version, body)
+        )
+        opened = await anext(items)
+        assert isinstance(opened, StreamOpened)
+        self._adopt(opened.invocation, invocation)
+        if opened.error is not None:
+            await items.aclose()
+            raise opened.error
+        head = await anext(items)
+        assert isinstance(head, StreamHead) and invocation.model is not None
+        deadline = self.clock() + opened.total_deadline_in_s
+        return StreamStart(invocation.model, head, [], items, deadline)
