@@ -14,40 +14,26 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anthropic
-import httpx2
 
-from gateway.config import ModelConfig, ProviderConfig
-from gateway.errors import GatewayError, InvalidRequestError
-from gateway.providers.base import ChunkStream, Provider
+from gateway.config import ModelConfig
+from gateway.errors import InvalidRequestError
 from gateway.providers.images import parse_data_url
-from gateway.providers.mapping import (
+from gateway.providers.json_output import (
     JSON_INSTRUCTION,
-    THINKING_FIELD,
-    Deadline,
-    StreamedAnswer,
-    api_key,
-    check_capabilities,
     check_json_output,
-    connection_error,
-    cut_error,
-    malformed_error,
-    merge_turns,
-    missing_key,
-    refuse,
-    thinking_blocks_of,
-    timeout_error,
-    tool_arguments,
     unfenced,
-    upstream_error,
     wants_json_object,
 )
 from gateway.providers.native import native_body, native_headers
-from gateway.providers.support import SUPPORT
+from gateway.providers.stainless import StainlessProvider
+from gateway.providers.streams import ChunkStream, StreamedAnswer
+from gateway.providers.support import SUPPORT, refuse
+from gateway.providers.thinking import THINKING_FIELD, thinking_blocks_of
 from gateway.providers.transport import pooled_client
+from gateway.providers.turns import merge_turns, tool_arguments
 from gateway.wire import (
     AssistantMessage,
     ChatCompletion,
@@ -75,19 +61,6 @@ FINISH_REASONS = {
     "refusal": "content_filter",
 }
 
-# An `error` event inside a 200 stream carries only its type: the status it stands for.
-ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
 EFFORTS = {"low", "medium", "high", "xhigh"}
 
 # What `messages.create` takes by name; anything else a client's own body has goes as extra body.
@@ -102,38 +75,33 @@ _CREATE_PARAMS = frozenset(
 }
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(StainlessProvider):
     """Claude models through Anthropic's Messages API."""
 
     type = "anthropic"
     supports = SUPPORT["anthropic"].capabilities
     refuses = SUPPORT["anthropic"].refuses
+    sdk = anthropic
     default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        self._key = api_key(config, self.default_key_env)
-        self._client = anthropic.AsyncAnthropic(
+    def _make_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
             api_key=self._key or "unset",
-            base_url=config.base_url,
+            base_url=self.config.base_url,
             max_retries=0,
-            http_client=pooled_client(config),
+            http_client=pooled_client(self.config),
         )
 
-    async def aclose(self) -> None:
-        await self._client.close()
-
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
-        super().check(request, model)
-        check_capabilities(request, model)
         if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
             raise refuse("reasoning_effort", self.type, f"one of {sorted(EFFORTS)}")
-        if self._key is None:
-            raise missing_key(self.config, self.default_key_env)
+        super().check(request, model)
 
     # ----------------------------------------------------------------- request -> SDK call
 
-    def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+    async def _convert_completion_params(
+        self, request: ChatCompletionRequest, model: ModelConfig, *, stream: bool
+    ) -> dict[str, Any]:
         native = native_body(request, self.type)
         if native is not None:
             return self._native_params(native, native_headers(request, self.type), model)
@@ -148,7 +116,7 @@ class AnthropicProvider(Provider):
                 [self._turn(m) for m in request.messages if m.role not in ("system", "developer")]
             ),
             "max_tokens": request.output_limit() or model.max_output_tokens,
-            "timeout": anthropic.Timeout(model.timeouts.total_s, connect=model.timeouts.connect_s),
+            "timeout": self._timeout(model),
         }
         if system:
             params["system"] = system
@@ -191,9 +159,7 @@ class AnthropicProvider(Provider):
         extra = {k: v for k, v in body.items() if k not in _CREATE_PARAMS}
         params.pop("stream", None)
         params["model"] = model.upstream_id
-        params["timeout"] = anthropic.Timeout(
-            model.timeouts.total_s, connect=model.timeouts.connect_s
-        )
+        params["timeout"] = self._timeout(model)
         if extra:
             params["extra_body"] = extra
         if headers:
@@ -255,20 +221,15 @@ class AnthropicProvider(Provider):
             result["disable_parallel_tool_use"] = True
         return result
 
-    # ----------------------------------------------------------------- chat
+    async def _create_completion(self, params: dict[str, Any], model: ModelConfig) -> Any:
+        return await self._client.messages.create(**params)
 
-    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
-        self.check(request, model)
-        deadline = Deadline(model.timeouts, self.name)
-        try:
-            message = await deadline.run(
-                self._client.messages.create(**self._params(request, model))
-            )
-            return self._completion(message, request, model)
-        except Exception as exc:
-            raise self._error(exc) from exc
+    async def _create_stream(self, params: dict[str, Any], model: ModelConfig) -> Any:
+        return await self._client.messages.create(**params, stream=True)
 
-    def _completion(
+    # ----------------------------------------------------------------- SDK answer -> ours
+
+    def _convert_completion_response(
         self, message: Any, request: ChatCompletionRequest, model: ModelConfig
     ) -> ChatCompletion:
         text, calls, thinking = "", [], []
@@ -298,30 +259,10 @@ class AnthropicProvider(Provider):
             usage=_usage(message.usage),
         )
 
-    async def stream(
-        self, request: ChatCompletionRequest, model: ModelConfig
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check(request, model)
-        deadline = Deadline(model.timeouts, self.name)
-        chunks = ChunkStream(model.name)
-        state = _StreamState(request, self.name)
-        try:
-            events = await deadline.first(
-                self._client.messages.create(**self._params(request, model), stream=True)
-            )
-            try:
-                async for event in deadline.events(events.__aiter__()):
-                    for chunk in self._chunks(event, chunks, state):
-                        yield chunk
-            finally:
-                await events.close()
-        except Exception as exc:
-            raise self._error(exc) from exc
-        if state.usage is None:
-            raise cut_error(self.name)
-        yield chunks.usage(state.usage)
+    def _stream_state(self, request: ChatCompletionRequest) -> _StreamState:
+        return _StreamState(request, self.name)
 
-    def _chunks(
+    def _convert_completion_chunk_response(
         self, event: Any, chunks: ChunkStream, state: _StreamState
     ) -> list[ChatCompletionChunk]:
         """Our chunks for one Anthropic stream event."""
@@ -364,49 +305,10 @@ class AnthropicProvider(Provider):
             return state.finish(_finish(state.stop_reason), chunks)
         return []
 
-    async def probe(self) -> bool:
+    async def _probe(self) -> bool:
         """The model list, one entry long."""
-        try:
-            await self._client.models.list(limit=1)
-        except Exception as exc:
-            raise self._error(exc) from exc
+        await self._client.models.list(limit=1)
         return True
-
-    # ----------------------------------------------------------------- errors
-
-    def _error(self, exc: Exception) -> GatewayError:
-        """The taxonomy error for anything the SDK or the transport raised."""
-        if isinstance(exc, GatewayError):
-            return exc
-        if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
-            return timeout_error(self.name)
-        if isinstance(exc, anthropic.APIConnectionError):
-            if isinstance(exc.__cause__, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-                return cut_error(self.name)
-            return connection_error(self.name, exc)
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return malformed_error(self.name, exc.message)
-        if isinstance(exc, anthropic.APIStatusError):
-            body = exc.body if isinstance(exc.body, dict) else {}
-            error = body.get("error") if isinstance(body.get("error"), dict) else {}
-            message = error.get("message") or str(exc.body or exc.message)
-            status = exc.status_code
-            if status < 400:
-                status = ERROR_TYPE_STATUS.get(error.get("type", ""), 502)
-            return upstream_error(
-                self.name,
-                status,
-                message,
-                headers=exc.response.headers,
-                upstream_type=error.get("type"),
-            )
-        if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-            return cut_error(self.name)
-        if isinstance(exc, ValueError):
-            return malformed_error(self.name, str(exc))
-        if isinstance(exc, httpx2.TransportError):
-            return connection_error(self.name, exc)
-        raise exc
 
 
 class _StreamState(StreamedAnswer):
@@ -419,7 +321,6 @@ class _StreamState(StreamedAnswer):
         self.stop_reason: str | None = None
         self.input: Any = None
         self.output: Any = None
-        self.usage: Usage | None = None
 
 
 def _structured_output(schema: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -22,23 +20,21 @@ import pydantic
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError
-from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.base import Provider
+from gateway.providers.embeddings import encode_embedding
 from gateway.providers.images import ImageFetcher, check_image_count
-from gateway.providers.mapping import (
-    Deadline,
-    StreamedAnswer,
-    check_capabilities,
-    check_json_output,
+from gateway.providers.json_output import check_json_output
+from gateway.providers.streams import ChunkStream, StreamedAnswer
+from gateway.providers.support import SUPPORT
+from gateway.providers.turns import tool_arguments
+from gateway.providers.upstream_errors import (
     connection_error,
     cut_error,
-    encode_embedding,
     malformed_error,
     stream_error,
     timeout_error,
-    tool_arguments,
     upstream_error,
 )
-from gateway.providers.support import SUPPORT
 from gateway.wire import (
     AssistantMessage,
     ChatCompletion,
@@ -98,12 +94,13 @@ class OllamaProvider(Provider):
 
     def check(self, request: ChatCompletionRequest, model: ModelConfig) -> None:
         super().check(request, model)
-        check_capabilities(request, model)
         check_image_count(request)
 
     # ----------------------------------------------------------------- request -> SDK call
 
-    async def _params(self, request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
+    async def _convert_completion_params(
+        self, request: ChatCompletionRequest, model: ModelConfig, *, stream: bool
+    ) -> dict[str, Any]:
         names = {
             call.id: call.function.name
             for m in request.messages
@@ -113,6 +110,7 @@ class OllamaProvider(Provider):
         params: dict[str, Any] = {
             "model": model.upstream_id,
             "messages": [await self._message(m, names) for m in request.messages],
+            "stream": stream,
         }
         if request.tools and request.tool_choice != "none":
             params["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
@@ -160,16 +158,17 @@ class OllamaProvider(Provider):
             out["images"] = [image.b64() for image in images]
         return out
 
-    # ----------------------------------------------------------------- chat
+    async def _create_completion(self, params: dict[str, Any], model: ModelConfig) -> Any:
+        return await self._client.chat(**params)
 
-    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
-        self.check(request, model)
-        deadline = Deadline(model.timeouts, self.name)
-        params = await self._params(request, model)
-        try:
-            response = await deadline.run(self._client.chat(**params, stream=False))
-        except Exception as exc:
-            raise self._error(exc) from exc
+    async def _create_stream(self, params: dict[str, Any], model: ModelConfig) -> Any:
+        return await self._client.chat(**params)
+
+    # ----------------------------------------------------------------- SDK answer -> ours
+
+    def _convert_completion_response(
+        self, response: Any, request: ChatCompletionRequest, model: ModelConfig
+    ) -> ChatCompletion:
         calls = [_tool_call(call) for call in response.message.tool_calls or []]
         text = response.message.content or ""
         finish = (
@@ -177,46 +176,20 @@ class OllamaProvider(Provider):
         )
         if finish == "stop":
             check_json_output(text, request.response_format, self.name)
+        message = ResponseMessage(
+            content=(text or None) if calls else text, tool_calls=calls or None
+        )
         return ChatCompletion(
             model=model.name,
-            choices=[
-                Choice(
-                    message=ResponseMessage(
-                        content=(text or None) if calls else text, tool_calls=calls or None
-                    ),
-                    finish_reason=finish,
-                )
-            ],
+            choices=[Choice(message=message, finish_reason=finish)],
             usage=_usage(response),
         )
 
-    async def stream(
-        self, request: ChatCompletionRequest, model: ModelConfig
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check(request, model)
-        deadline = Deadline(model.timeouts, self.name)
-        params = await self._params(request, model)
-        chunks = ChunkStream(model.name)
-        state = _StreamState(request, self.name)
-        try:
-            parts = await deadline.first(self._client.chat(**params, stream=True))
-            try:
-                async with aclosing(deadline.events(parts)) as events:
-                    async for part in events:
-                        for chunk in self._chunks(part, chunks, state):
-                            yield chunk
-            finally:
-                # A consumer that stops early (a client gone) must release the connection now,
-                # not when the SDK's generator is collected.
-                await parts.aclose()
-        except Exception as exc:
-            raise self._error(exc) from exc
-        if state.usage is None:
-            raise cut_error(self.name)
-        yield chunks.usage(state.usage)
+    def _stream_state(self, request: ChatCompletionRequest) -> StreamedAnswer:
+        return StreamedAnswer(request, self.name)
 
-    def _chunks(
-        self, part: Any, chunks: ChunkStream, state: _StreamState
+    def _convert_completion_chunk_response(
+        self, part: Any, chunks: ChunkStream, state: StreamedAnswer
     ) -> list[ChatCompletionChunk]:
         """Our chunks for one NDJSON line of Ollama's stream."""
         out = []
@@ -243,28 +216,28 @@ class OllamaProvider(Provider):
 
     # ----------------------------------------------------------------- embeddings
 
-    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
-        if "embeddings" not in model.capabilities:
-            return await super().embed(request, model)
-        deadline = Deadline(model.timeouts, self.name)
-        try:
-            response = await deadline.run(
-                self._client.embed(
-                    model=model.upstream_id, input=request.texts(), dimensions=request.dimensions
-                )
-            )
-        except Exception as exc:
-            raise self._error(exc) from exc
+    async def _convert_embedding_params(
+        self, request: EmbeddingRequest, model: ModelConfig
+    ) -> dict[str, Any]:
+        return {
+            "model": model.upstream_id,
+            "input": request.texts(),
+            "dimensions": request.dimensions,
+        }
+
+    async def _create_embedding(self, params: dict[str, Any], model: ModelConfig) -> Any:
+        return await self._client.embed(**params)
+
+    def _convert_embedding_response(
+        self, response: Any, request: EmbeddingRequest, model: ModelConfig
+    ) -> EmbeddingResponse:
         data = [
             Embedding(index=i, embedding=encode_embedding(list(vector), request.encoding_format))
             for i, vector in enumerate(response.embeddings)
         ]
         tokens = response.prompt_eval_count or 0
-        return EmbeddingResponse(
-            data=data,
-            model=model.name,
-            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
-        )
+        usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        return EmbeddingResponse(data=data, model=model.name, usage=usage)
 
     # ----------------------------------------------------------------- discovery
 
@@ -276,23 +249,20 @@ class OllamaProvider(Provider):
                 *(asyncio.wait_for(self._client.show(m.model), 10) for m in listing.models)
             )
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._convert_error(exc) from exc
         return [
             _model_config(self.name, m.model or "", s)
             for m, s in zip(listing.models, shown, strict=True)
         ]
 
-    async def probe(self) -> bool:
+    async def _probe(self) -> bool:
         """The installed models' list (`/api/tags`), without showing each."""
-        try:
-            await self._client.list()
-        except Exception as exc:
-            raise self._error(exc) from exc
+        await self._client.list()
         return True
 
     # ----------------------------------------------------------------- errors
 
-    def _error(self, exc: Exception) -> GatewayError:
+    def _convert_error(self, exc: Exception) -> GatewayError:
         """The taxonomy error for anything the SDK or the transport raised."""
         if isinstance(exc, GatewayError):
             return exc
@@ -332,15 +302,6 @@ async def _raise_with_headers(response: httpx.Response) -> None:
     except (ValueError, AttributeError):
         message = body.decode(errors="replace")
     raise _StatusError(response.status_code, str(message), dict(response.headers))
-
-
-class _StreamState(StreamedAnswer):
-    """What an Ollama stream has shown so far."""
-
-    def __init__(self, request: ChatCompletionRequest, provider: str) -> None:
-        super().__init__(request, provider)
-        self.started = False
-        self.usage: Usage | None = None
 
 
 def _call_id() -> str:

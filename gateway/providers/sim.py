@@ -16,11 +16,13 @@ import random
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from gateway.config import ModelConfig, ProviderConfig, SimSettings
 from gateway.errors import UpstreamError, from_status
-from gateway.providers.base import ChunkStream, Provider
+from gateway.providers.base import Provider
+from gateway.providers.deadline import Deadline, Unbounded
+from gateway.providers.streams import ChunkStream, StreamState
 from gateway.providers.support import SUPPORT
 from gateway.tokens import count_prompt_tokens, count_tokens
 from gateway.wire import (
@@ -98,6 +100,8 @@ class SimProvider(Provider):
 
     type = "sim"
     supports = SUPPORT["sim"].capabilities
+    # A stand-in answers JSON and images whatever its (loosely configured) models declare.
+    model_checked: ClassVar[frozenset[str]] = frozenset({"tools"})
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -172,14 +176,27 @@ class SimProvider(Provider):
         per_token = 1.0 / settings.tokens_per_s if settings.tokens_per_s else 0.0
         return settings.ttft_ms / 1000 + per_token * tokens
 
-    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
-        self.check(request, model)
-        settings = self.settings(model)
-        self._maybe_fail(settings)
-        reply = self._reply(request, model)
-        delay = self._delay(settings, reply.completion_tokens)
+    def _deadline(self, model: ModelConfig) -> Deadline:
+        # Its delays are its settings; the invoker's deadline bounds the request.
+        return Unbounded(self.name)
+
+    # ----------------------------------------------------------------- chat
+
+    async def _convert_completion_params(
+        self, request: ChatCompletionRequest, model: ModelConfig, *, stream: bool
+    ) -> SimReply:
+        self._maybe_fail(self.settings(model))
+        return self._reply(request, model)
+
+    async def _create_completion(self, reply: SimReply, model: ModelConfig) -> SimReply:
+        delay = self._delay(self.settings(model), reply.completion_tokens)
         if delay:
             await asyncio.sleep(delay)
+        return reply
+
+    def _convert_completion_response(
+        self, reply: SimReply, request: ChatCompletionRequest, model: ModelConfig
+    ) -> ChatCompletion:
         message = ResponseMessage(
             content="".join(reply.tokens) if reply.tokens or not reply.tool_calls else None,
             tool_calls=reply.tool_calls or None,
@@ -191,18 +208,20 @@ class SimProvider(Provider):
         usage = Usage.of(reply.prompt_tokens, reply.completion_tokens * (request.n or 1))
         return ChatCompletion(model=model.name, choices=choices, usage=usage)
 
-    async def stream(
-        self, request: ChatCompletionRequest, model: ModelConfig
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check(request, model)
+    async def _create_stream(
+        self, reply: SimReply, model: ModelConfig
+    ) -> AsyncIterator[Delta | SimReply]:
         settings = self.settings(model)
-        self._maybe_fail(settings)
-        reply = self._reply(request, model)
-        chunks = ChunkStream(model.name)
-        per_token = 1.0 / settings.tokens_per_s if settings.tokens_per_s else 0.0
         if settings.ttft_ms:
             await asyncio.sleep(settings.ttft_ms / 1000)
-        yield chunks.chunk(Delta(role="assistant", content=""))
+        return self._deltas(reply, settings)
+
+    async def _deltas(
+        self, reply: SimReply, settings: SimSettings
+    ) -> AsyncIterator[Delta | SimReply]:
+        """The reply as deltas at the configured pace, then the reply itself (its end)."""
+        per_token = 1.0 / settings.tokens_per_s if settings.tokens_per_s else 0.0
+        yield Delta(role="assistant", content="")
         for i, call in enumerate(reply.tool_calls):
             head = ToolCallDelta(
                 index=i,
@@ -210,24 +229,44 @@ class SimProvider(Provider):
                 type="function",
                 function=FunctionCallDelta(name=call.function.name, arguments=""),
             )
-            yield chunks.chunk(Delta(tool_calls=[head]))
+            yield Delta(tool_calls=[head])
             args = call.function.arguments
             step = max(1, math.ceil(len(args) / 4))
             for start in range(0, len(args), step):
                 piece = FunctionCallDelta(arguments=args[start : start + step])
-                yield chunks.chunk(Delta(tool_calls=[ToolCallDelta(index=i, function=piece)]))
+                yield Delta(tool_calls=[ToolCallDelta(index=i, function=piece)])
         for sent, token in enumerate(reply.tokens):
             if settings.cut_stream_after is not None and sent >= settings.cut_stream_after:
                 raise UpstreamError(f"sim cut the stream after {sent} tokens", provider=self.name)
             if per_token:
                 await asyncio.sleep(per_token)
-            yield chunks.chunk(Delta(content=token))
-        yield chunks.chunk(Delta(), finish_reason=reply.finish_reason)
-        yield chunks.usage(Usage.of(reply.prompt_tokens, reply.completion_tokens))
+            yield Delta(content=token)
+        yield reply
 
-    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
+    def _convert_completion_chunk_response(
+        self, event: Delta | SimReply, chunks: ChunkStream, state: StreamState
+    ) -> list[ChatCompletionChunk]:
+        if isinstance(event, Delta):
+            return [chunks.chunk(event)]
+        state.finished = True
+        state.usage = Usage.of(event.prompt_tokens, event.completion_tokens)
+        return [chunks.chunk(Delta(), finish_reason=event.finish_reason)]
+
+    # ----------------------------------------------------------------- embeddings
+
+    async def _convert_embedding_params(
+        self, request: EmbeddingRequest, model: ModelConfig
+    ) -> SimSettings:
         settings = self.settings(model)
         self._maybe_fail(settings)
+        return settings
+
+    async def _create_embedding(self, settings: SimSettings, model: ModelConfig) -> SimSettings:
+        return settings
+
+    def _convert_embedding_response(
+        self, settings: SimSettings, request: EmbeddingRequest, model: ModelConfig
+    ) -> EmbeddingResponse:
         dims = request.dimensions or 64
         data = []
         for index, text in enumerate(request.texts()):

@@ -192,3 +192,11 @@ def refusal(param: str, provider_type: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"'{param}' is not supported by provider type '{provider_type}'{suffix}", param=param
     )
+
+
+def refuse(param: str, provider_type: str, detail: str = "") -> InvalidRequestError:
+    """The 400 for a parameter value a provider cannot honour, with what it can take."""
+    suffix = f": {detail}" if detail else ""
+    return InvalidRequestError(
+        f"'{param}' is not supported by provider type '{provider_type}'{suffix}", param=param
+    )

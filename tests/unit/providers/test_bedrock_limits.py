@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import GatewayError, InvalidRequestError, ServiceUnavailableError
-from gateway.providers.bedrock import EMBEDDING_CALLS_IN_FLIGHT, _StreamOpening
+from gateway.providers.bedrock import EMBEDDING_CALLS_IN_FLIGHT
+from gateway.providers.bedrock.threads import StreamOpening
 from gateway.providers.blocking import BlockingPool, gather_bounded
 from gateway.wire import MAX_EMBEDDING_INPUTS, EmbeddingRequest
 from tests.protocol_servers import Failure, Reply
@@ -146,11 +147,11 @@ class _Stream:
 
 def test_a_stream_that_opens_after_its_caller_gave_up_is_closed() -> None:
     late, early = _Stream(), _Stream()
-    opening = _StreamOpening(lambda: {"stream": late})
+    opening = StreamOpening(lambda: {"stream": late})
     opening.abandon()
     opening.open()
     assert late.closed
-    opened = _StreamOpening(lambda: {"stream": early})
+    opened = StreamOpening(lambda: {"stream": early})
     opened.open()
     opened.abandon()
     assert early.closed

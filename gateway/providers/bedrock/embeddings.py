@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from gateway.providers.mapping import refuse
+from gateway.providers.support import refuse
 
 Answer = tuple[dict[str, Any], dict[str, str]]
 
