@@ -25,8 +25,8 @@ BUILTIN_STEPS: dict[str, str] = {
     "quota": "gateway.pipeline.steps.quota:Reserve",
     "invoke": "gateway.pipeline.steps.serving:Invoke",
     "observe": "gateway.pipeline.steps.observe:Observe",
-    "meter": "gateway.pipeline.steps.records:Meter",
-    "audit": "gateway.pipeline.steps.records:Audit",
+    "meter": "gateway.pipeline.steps.metering:Meter",
+    "audit": "gateway.pipeline.steps.metering:Audit",
 }
 
 # Health checks answer load balancers, which carry no key.

@@ -12,7 +12,7 @@ import pytest
 from gateway.auth import Principal, hash_key
 from gateway.config import parse_config
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.steps.records import Audit
+from gateway.pipeline.steps.metering import Audit
 from gateway.server.api import create_api
 from gateway.server.local import LocalGateway, local_gateway
 from gateway.usage.redact import REDACTED, body_for_audit, redact

@@ -18,7 +18,7 @@ from gateway.pipeline.invoker import Attempt, Invoker
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.step import Step
 from gateway.pipeline.steps.admission import Admit, Authenticate, Authorize, Validate
-from gateway.pipeline.steps.records import Audit, Meter
+from gateway.pipeline.steps.metering import Audit, Meter
 from gateway.pipeline.steps.serving import Enrich, Route
 from gateway.pipeline.upstream import LocalUpstream
 from gateway.registry.registry import Registry
