@@ -1,0 +1,301 @@
+"""Multi-node: the gateway on a real three-node Ray cluster (a head and two workers, separate
+`ray start` processes on this machine), its provider pool placed on the workers through a
+custom resource. A worker hosting the pool is killed (SIGKILL of its whole process tree, as
+when a machine dies) under traffic from the official SDK: the pool comes back on the other
+worker, and the registry, the keys and the usage made before the kill are all still there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.integration.local_cluster import LocalCluster, free_port
+
+ADMIN_KEY = "sk-llmgw-multinode-0123456789abcdef0000"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+HELLO = [{"role": "user", "content": "Hello"}]
+TENANT = "multinode"
+
+
+def _serve_config(gateway_config: Path, http_port: int) -> dict[str, Any]:
+    """cluster/'s Serve config in small: the ingress on the head, the pool on the workers."""
+    return {
+        # One proxy, on the head: every node of this cluster shares one machine (and one
+        # port 8000); on real machines cluster/ runs one per node (EveryNode).
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": "127.0.0.1", "port": http_port},
+        "applications": [
+            {
+                "name": "llmgw",
+                "route_prefix": "/",
+                "import_path": "deployments.app:build_app",
+                "args": {"config": str(gateway_config)},
+                "deployments": [
+                    {
+                        "name": "Ingress",
+                        "num_replicas": 1,
+                        "ray_actor_options": {"num_cpus": 0.05, "resources": {"head": 0.01}},
+                    },
+                    {
+                        "name": "SimPool",
+                        "num_replicas": 1,
+                        "ray_actor_options": {"num_cpus": 0.05, "resources": {"pool_node": 0.01}},
+                    },
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def cluster() -> Iterator[LocalCluster]:
+    # Ray's socket paths must stay under 107 bytes: a short root, not pytest's tmp_path.
+    root = Path(tempfile.mkdtemp(prefix="llmgw-mn-", dir="/tmp"))
+    home = root / "home"
+    home.mkdir(mode=0o700)
+    cluster = LocalCluster.create(
+        root,
+        {
+            "LLMGW_HOME": str(home),
+            # As an operator sets it on every node (from a secret on Kubernetes).
+            "LLMGW_ADMIN_KEY": ADMIN_KEY,
+            # Serve's own proxy: HAProxy's side files and ports are per machine, and this
+            # machine already runs the test session's.
+            "RAY_SERVE_ENABLE_HA_PROXY": "0",
+            # The GCS declares a silent node dead after 3 missed 1 s health checks (defaults:
+            # 5 missed 3 s checks, ~15 s), and Serve replaces its replicas from then on.
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": "3",
+            # A raylet waits this long for its node's agent (default 30 s, missed when the
+            # machine is busy).
+            "RAY_agent_register_timeout_ms": "120000",
+        },
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Call:
+    started: float
+    ended: float
+    outcome: str  # "ok", "status 502", "APIConnectionError", ...
+
+
+@dataclass
+class Traffic:
+    """Clients of the official SDK calling in a loop (streamed and not) until stopped; no SDK
+    retries, so every failure the gateway lets through is counted."""
+
+    url: str
+    key: str
+    models: list[str]
+    clients: int = 4
+    calls: list[Call] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self, i: int) -> None:
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0)
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            model = self.models[(i + n) % len(self.models)]
+            started = time.monotonic()
+            try:
+                if n % 2:
+                    stream = client.chat.completions.create(
+                        model=model, messages=HELLO, stream=True, timeout=60
+                    )
+                    ok = bool(
+                        "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+                    )
+                else:
+                    reply = client.chat.completions.create(model=model, messages=HELLO, timeout=60)
+                    ok = bool(reply.choices[0].message.content)
+                outcome = "ok" if ok else "empty answer"
+            except openai.APIStatusError as error:
+                outcome = f"status {error.status_code}"
+            except openai.APIError as error:
+                outcome = type(error).__name__
+            self.calls.append(Call(started, time.monotonic(), outcome))
+
+    def __enter__(self) -> Traffic:
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=90)
+
+
+def _wait(what: str, check: Any, timeout_s: float = 90, every_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every_s)
+
+
+def _replicas(cluster: LocalCluster, deployment: str) -> list[dict[str, Any]]:
+    app = cluster.serve_details().get("applications", {}).get("llmgw") or {}
+    return (app.get("deployments") or {}).get(deployment, {}).get("replicas", [])
+
+
+def _running_on(cluster: LocalCluster, deployment: str) -> set[str]:
+    """Node ids with a RUNNING replica of `deployment`."""
+    return {r["node_id"] for r in _replicas(cluster, deployment) if r["state"] == "RUNNING"}
+
+
+def _usage(url: str, **params: str) -> dict[str, int]:
+    rows = httpx.get(f"{url}/admin/usage", params={"tenant": TENANT, **params}, headers=ADMIN)
+    assert rows.status_code == 200, rows.text
+    data = rows.json()["data"]
+    return {"requests": sum(r["requests"] for r in data), "errors": sum(r["errors"] for r in data)}
+
+
+def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    t0 = time.monotonic()
+    home = Path(cluster.env["LLMGW_HOME"])
+    store = f"sqlite:///{home / 'llmgw.db'}"
+    gateway = {
+        "providers": [{"name": "sim", "type": "sim", "sim": {"output_tokens": 8, "ttft_ms": 20}}],
+        "models": [{"name": "sim-fast", "provider": "sim", "price": {"input_per_mtok": 1}}],
+        "store": {"url": store},
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(gateway))
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}"
+
+    cluster.start_head(num_cpus=1, resources={"head": 1})
+    cluster.wait_for_nodes()
+    head = cluster.nodes[0]
+    # The app deploys while the workers join: its pool waits for a node with `pool_node`.
+    cluster.serve_deploy(_serve_config(tmp_path / "gateway.yaml", http_port))
+    # One at a time: on a loaded machine two nodes starting at once miss Ray's start timeouts.
+    workers = []
+    for i in (1, 2):
+        workers.append(cluster.start_worker(f"worker{i}", 1, {"pool_node": 1, f"worker{i}": 1}))
+        cluster.wait_for_nodes()
+    _wait(
+        "the ingress and the pool",
+        lambda: _running_on(cluster, "SimPool") and _running_on(cluster, "Ingress"),
+    )
+    _wait(
+        "the gateway's HTTP",
+        lambda: httpx.get(f"{url}/v1/models", headers=ADMIN).status_code == 200,
+    )
+    up_s = time.monotonic() - t0
+
+    # Placement: ingress on the head, the pool on a worker.
+    assert _running_on(cluster, "Ingress") == {head.node_id}
+    (pool_node,) = _running_on(cluster, "SimPool")
+    victim = cluster.node(pool_node)
+    assert victim in workers
+    (survivor,) = [w for w in workers if w is not victim]
+
+    # State made before the kill: a model added through the admin API, a tenant and its key.
+    added = httpx.post(
+        f"{url}/admin/models",
+        json={"name": "sim-added", "provider": "sim", "price": {"input_per_mtok": 2}},
+        headers=ADMIN,
+    )
+    assert added.status_code == 201, added.text
+    assert (
+        httpx.post(f"{url}/admin/tenants", json={"name": TENANT}, headers=ADMIN).status_code == 201
+    )
+    made = httpx.post(
+        f"{url}/admin/keys", json={"tenant": TENANT, "scopes": ["inference"]}, headers=ADMIN
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    tenant = {"authorization": f"Bearer {key}"}
+    _wait(
+        "the key and the added model on the ingress",
+        lambda: "sim-added" in httpx.get(f"{url}/v1/models", headers=tenant).text,
+        timeout_s=30,
+    )
+    actors = {a["class_name"]: cluster.node_name(a["node_id"]) for a in cluster.actors()}
+
+    with Traffic(url, key, ["sim-fast", "sim-added"]) as traffic:
+        time.sleep(3)
+        killed_at = time.monotonic()
+        killed_wall = datetime.now(UTC)
+        victim.kill()
+        moved = _wait(
+            "the pool back on the surviving worker",
+            lambda: _running_on(cluster, "SimPool") == {survivor.node_id},
+            every_s=0.1,
+        )
+        rescheduled_s = time.monotonic() - killed_at
+        time.sleep(5)  # traffic on the rescheduled pool
+    assert moved
+
+    calls = sorted(traffic.calls, key=lambda c: c.started)
+    failed = [c for c in calls if c.outcome != "ok"]
+    before = [c for c in calls if c.ended < killed_at]
+    # Recovered: from the kill to the end of the first call after which every call succeeded.
+    last_failure = max((c.ended for c in failed), default=killed_at)
+    first_good = min(c.ended for c in calls if c.started >= last_failure and c.outcome == "ok")
+    recovered_s = max(0.0, first_good - killed_at)
+    spanning = [c for c in calls if c.started < killed_at < c.ended]
+    longest_s = max((c.ended - c.started for c in calls if c.ended > killed_at), default=0.0)
+
+    # The registry, the key and the usage from before the kill are all still there.
+    listed = httpx.get(f"{url}/v1/models", headers=tenant)
+    assert listed.status_code == 200 and "sim-added" in listed.text, listed.text
+    late = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    assert (
+        late.chat.completions.create(model="sim-added", messages=HELLO).choices[0].message.content
+    )
+    ok_total = sum(c.outcome == "ok" for c in calls) + 1
+    usage = _wait(
+        "every answered call in the usage report",
+        lambda: next((u for u in [_usage(url)] if u["requests"] - u["errors"] >= ok_total), None),
+        timeout_s=30,
+    )
+    usage_before = _usage(url, until=killed_wall.isoformat())
+
+    print(
+        f"\ncluster up and gateway serving in {up_s:.1f} s; actors before the kill: {actors}"
+        f"\nkilled {victim.name} (the pool's node); pool RUNNING on {survivor.name} after "
+        f"{rescheduled_s:.1f} s; every call succeeded again {recovered_s:.1f} s after the kill"
+        f"\ncalls: {len(calls)}, outcomes {dict(Counter(c.outcome for c in calls))}; "
+        f"{len(spanning)} in flight at the kill; slowest call after it {longest_s:.1f} s"
+        f"\nusage: {usage} (answered {ok_total}); before the kill {usage_before} "
+        f"(answered before it: {sum(c.outcome == 'ok' for c in before)})"
+    )
+    assert len(before) > 10
+    assert usage_before["requests"] >= sum(c.outcome == "ok" for c in before)
+    # After the recovery point every call succeeded, for several seconds of traffic.
+    after = [c for c in calls if c.started >= last_failure]
+    assert len(after) > 10 and all(c.outcome == "ok" for c in after)
+    assert recovered_s < 45, recovered_s
