@@ -179,7 +179,7 @@ class AnthropicServer(ProtocolServer):
         }
 
     def error_response(self, failure: Failure, status: int | None = None) -> Response:
-        status = status or ERRORS[failure.kind][0]
+        status = status or failure.status or ERRORS[failure.kind][0]
         headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}"}
         if failure.retry_after is not None:
             headers["retry-after"] = str(int(failure.retry_after))

@@ -122,7 +122,7 @@ class AzureOpenAIServer(OpenAIServer):
         return {"error": error}
 
     def error_response(self, failure: Failure, status: int | None = None) -> Response:
-        status = status or ERRORS[failure.kind][0]
+        status = status or failure.status or ERRORS[failure.kind][0]
         headers = {"apim-request-id": str(uuid.uuid4()), "x-ms-region": "Sweden Central"}
         if failure.retry_after is not None:
             headers["retry-after"] = str(int(failure.retry_after))

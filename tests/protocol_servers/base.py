@@ -51,6 +51,8 @@ class Failure:
     kind: str
     message: str = "scripted failure"
     retry_after: float | None = None
+    # Answer with this HTTP status instead of the kind's own (the kind still shapes the body).
+    status: int | None = None
 
 
 @dataclass
@@ -74,6 +76,9 @@ class Reply:
     chunk_chars: int = 5
     # Streams: drop the connection after this many events (no terminating chunk).
     cut_after: int | None = None
+    # Streams: end the response cleanly after this many events, before the provider's
+    # completion signal (finish reason, message_stop, messageStop, done).
+    end_after: int | None = None
     # The body (or a stream event) is not valid JSON.
     malformed: bool = False
     failure: Failure | None = None
@@ -287,8 +292,11 @@ def endpoint(
 
 
 async def paced(events: list[bytes], reply: Reply) -> AsyncIterator[bytes]:
-    """Yield stream events, dropping the connection after `cut_after` of them if scripted."""
+    """Yield stream events, dropping the connection after `cut_after` of them, or ending the
+    response cleanly after `end_after`, if scripted."""
     for sent, event in enumerate(events):
+        if reply.end_after is not None and sent >= reply.end_after:
+            return
         if reply.cut_after is not None and sent >= reply.cut_after:
             # An exception after the response started makes uvicorn drop the connection
             # without the terminating chunk: a client sees the stream cut mid-way.

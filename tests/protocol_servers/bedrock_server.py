@@ -1,4 +1,5 @@
-"""Amazon Bedrock Runtime: Converse (JSON), ConverseStream (AWS event-stream), InvokeModel.
+"""Amazon Bedrock Runtime: Converse (JSON), ConverseStream (AWS event-stream), InvokeModel;
+and the control plane's ListFoundationModels, which the gateway's health probe asks for.
 
 Checks requests as Bedrock does: a SigV4 `Authorization` header whose signature verifies with
 the test credentials, conversations that start with a user turn and alternate roles, non-blank
@@ -121,6 +122,7 @@ class BedrockServer(ProtocolServer):
             Route("/model/{model_id:path}/converse", self.converse, methods=["POST"]),
             Route("/model/{model_id:path}/converse-stream", self.converse_stream, methods=["POST"]),
             Route("/model/{model_id:path}/invoke", self.invoke, methods=["POST"]),
+            Route("/foundation-models", self.foundation_models, methods=["GET"]),
         ]
 
     # ----------------------------------------------------------------- checks
@@ -367,6 +369,38 @@ class BedrockServer(ProtocolServer):
             )
         )
         return streaming(events, reply, "application/vnd.amazon.eventstream")
+
+    # ----------------------------------------------------------------- control plane
+
+    @endpoint
+    async def foundation_models(self, request: Request, received: Received) -> Response:
+        """ListFoundationModels (the `bedrock` service, signed as `bedrock` too)."""
+        self.verify_signature(received)
+        modality = received.query.get("byOutputModality")
+        if modality not in (None, "TEXT", "IMAGE", "EMBEDDING"):
+            raise ProtocolError(400, f"byOutputModality: unknown value {modality}")
+        models = [
+            ("anthropic.claude-test-v1:0", "TEXT"),
+            ("anthropic.claude-thinking-test-v1:0", "TEXT"),
+            ("amazon.titan-embed-text-v2:0", "EMBEDDING"),
+            ("cohere.embed-v4:0", "EMBEDDING"),
+        ]
+        summaries = [
+            {
+                "modelArn": f"arn:aws:bedrock:{self.region}::foundation-model/{model_id}",
+                "modelId": model_id,
+                "modelName": model_id,
+                "providerName": model_id.split(".", 1)[0],
+                "inputModalities": ["TEXT"],
+                "outputModalities": [output],
+                "responseStreamingSupported": output == "TEXT",
+                "inferenceTypesSupported": ["ON_DEMAND"],
+                "modelLifecycle": {"status": "ACTIVE"},
+            }
+            for model_id, output in models
+            if modality in (None, output)
+        ]
+        return JSONResponse({"modelSummaries": summaries})
 
     # ----------------------------------------------------------------- invoke (embeddings)
 

@@ -124,7 +124,7 @@ class OpenAIServer(ProtocolServer):
         }
 
     def error_response(self, failure: Failure, status: int | None = None) -> Response:
-        status = status or self.errors[failure.kind][0]
+        status = status or failure.status or self.errors[failure.kind][0]
         headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
         if failure.retry_after is not None:
             headers["retry-after"] = str(int(failure.retry_after))
