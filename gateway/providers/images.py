@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway.errors import InvalidRequestError
 from gateway.wire import ChatCompletionRequest, ImagePart, UserMessage
@@ -127,7 +127,8 @@ def _unfetchable() -> InvalidRequestError:
 
 
 class ImageFetcher:
-    """The one way adapters turn an image URL into bytes.
+    """The one way adapters turn an image URL into bytes (on httpx2, the adapters' one HTTP
+    stack; only Ollama's SDK insists on building its own httpx client).
 
     `allow_address` is the address policy (production: `is_public_address`); tests that serve
     images from loopback inject a wider one.
@@ -143,8 +144,8 @@ class ImageFetcher:
         self.allow_address = allow_address
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             follow_redirects=False,
             trust_env=False,  # a proxy would connect where we did not check
         )
@@ -167,12 +168,12 @@ class ImageFetcher:
         if not url.startswith(("http://", "https://")):
             raise InvalidRequestError("image_url must be a data: or http(s) URL", param="messages")
         try:
-            return await asyncio.wait_for(self._follow(httpx.URL(url)), self.timeout_s)
-        except (_Refused, httpx.HTTPError, OSError, ValueError, asyncio.TimeoutError) as exc:
+            return await asyncio.wait_for(self._follow(httpx2.URL(url)), self.timeout_s)
+        except (_Refused, httpx2.HTTPError, OSError, ValueError, asyncio.TimeoutError) as exc:
             logger.info("image_url refused: %s: %s", type(exc).__name__, exc)
             raise _unfetchable() from None
 
-    async def _follow(self, url: httpx.URL) -> ImageData:
+    async def _follow(self, url: httpx2.URL) -> ImageData:
         for _ in range(MAX_REDIRECTS + 1):
             if url.scheme not in ("http", "https") or not url.host:
                 raise _Refused(f"scheme {url.scheme!r}")
@@ -194,7 +195,7 @@ class ImageFetcher:
                 await response.aclose()
         raise _Refused(f"more than {MAX_REDIRECTS} redirects")
 
-    async def _address(self, url: httpx.URL) -> IPAddress:
+    async def _address(self, url: httpx2.URL) -> IPAddress:
         port = url.port or (443 if url.scheme == "https" else 80)
         infos: list[Any] = await asyncio.get_running_loop().getaddrinfo(
             url.host, port, type=socket.SOCK_STREAM
@@ -204,7 +205,7 @@ class ImageFetcher:
             raise _Refused(f"address of {url.host} not allowed")
         return addresses[0]
 
-    async def _read(self, response: httpx.Response) -> ImageData:
+    async def _read(self, response: httpx2.Response) -> ImageData:
         if response.status_code != 200:
             raise _Refused(f"status {response.status_code}")
         length = response.headers.get("content-length")

@@ -1,5 +1,6 @@
 """The pooled HTTP client the httpx2-based SDKs (openai, anthropic) share the shape of, timed
-at the wire.
+at the wire. httpx2 is the adapters' one HTTP stack (the image fetcher uses it too); Ollama's
+SDK builds its own httpx client from keyword arguments, and boto3 has urllib3.
 
 `x-llmgw-overhead-ms` is the gateway's time minus the provider's. Timing around an SDK call
 would count the SDK's own CPU (building the request, parsing the answer) as the provider's;
