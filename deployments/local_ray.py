@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,10 +82,8 @@ def side_ports_env(http_port: int, mode: str) -> dict[str, str]:
             env[name] = str(port)
             taken.add(port)
     if mode == "production":
-        # HAProxy's defaults (/tmp/haproxy-serve, :8404, :9101) are shared the same way. Socket
-        # paths must stay under ~100 characters: a short directory of its own under /tmp.
-        files = Path(f"/tmp/llmgw-haproxy-{http_port}")
-        files.mkdir(mode=0o700, exist_ok=True)
+        # HAProxy's defaults (/tmp/haproxy-serve, :8404, :9101) are shared the same way.
+        files = _haproxy_dir()
         for name, value in {
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": files / "haproxy.cfg",
             "RAY_SERVE_HAPROXY_SOCKET_PATH": files / "admin.sock",
@@ -97,6 +96,16 @@ def side_ports_env(http_port: int, mode: str) -> dict[str, str]:
             if name not in os.environ:
                 env[name] = str(value)
     return env
+
+
+def _haproxy_dir() -> Path:
+    """A directory of this gateway's own for HAProxy's files: in LLMGW_HOME when its socket
+    paths stay under Unix's ~100 characters, else a fresh short one under /tmp."""
+    files = state_dir() / "haproxy"
+    if len(str(files)) <= 60:
+        files.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return files
+    return Path(tempfile.mkdtemp(prefix="llmgw-haproxy-", dir="/tmp"))
 
 
 def _address_file() -> Path:
@@ -175,7 +184,7 @@ def start_ray(
     with log.open("w") as out:
         result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180)
     # Even a failed start may have left a head behind: the caller stops what these marks find.
-    marks = {"gcs_port": f"--gcs_server_port={gcs_port}"}
+    marks = {"gcs_port": str(gcs_port)}
     with contextlib.suppress(OSError):
         marks["gcs_address"] = _address_file().read_text().strip()
     if result.returncode != 0:
@@ -184,15 +193,26 @@ def start_ray(
     return marks
 
 
+def _marks(cluster: dict[str, str]) -> list[re.Pattern[bytes]]:
+    """What a process of this cluster has on its command line: its session directory, its GCS
+    address, or its GCS port as `--gcs_server_port=` (GCS) or `--gcs-address=` (the rest).
+    A mark followed by a digit is another cluster's (port 6388 is not port 63880)."""
+    literal = [v for k, v in cluster.items() if v and k != "gcs_port"]
+    marks = [re.compile(re.escape(v.encode()) + rb"(?!\d)") for v in literal]
+    if port := cluster.get("gcs_port"):
+        gcs = rb"--gcs(?:_server_port=|-address=[^\0]*:)" + port.encode() + rb"(?!\d)"
+        marks.append(re.compile(gcs))
+    return marks
+
+
 def stop_local_ray(cluster: dict[str, str], timeout_s: float = 10.0) -> None:
     """Stop the Ray that `up` started, and only it: `ray stop` would end every Ray here.
 
-    Its head processes carry its session directory, GCS address or GCS port on their command
-    line; the rest (workers, and HAProxy under its manager actor) are their descendants, found
-    before anything is stopped so none is orphaned holding the HTTP port.
+    Its head processes carry one of its marks on their command line; the rest (workers, and
+    HAProxy under its manager actor) are their descendants, found before anything is stopped
+    so none is orphaned holding the HTTP port.
     """
-    # A mark followed by a digit is another cluster's (port 6388 is not port 63880).
-    marks = [re.compile(re.escape(v.encode()) + rb"(?!\d)") for v in cluster.values() if v]
+    marks = _marks(cluster)
     if not marks:
         return
     parents: dict[int, int] = {}
