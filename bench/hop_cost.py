@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pickle
@@ -84,12 +85,39 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20, help="items per streamed call")
     parser.add_argument("--pyspy", type=Path, default=None, help="py-spy both replicas here")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="both deployments with Serve's per-request access log off",
+    )
+    parser.add_argument(
+        "--handle",
+        choices=["as-created", "grpc", "grpc-pickle"],
+        default="as-created",
+        help="the caller's handle: as the deploying process made it (by reference unless "
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED was set there), Serve's gRPC path, or that with "
+        "plain pickle instead of cloudpickle",
+    )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print a markdown table of these runs' output (median over rounds) and exit",
+    )
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
 
     import ray
     from ray import serve
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
+    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 2000}
+    if args.no_access_log:
+        options["logging_config"] = {"enable_access_log": False}
+
+    @serve.deployment(**options)
     class Noop:
         """Answers at once: whatever the hop costs is all there is."""
 
@@ -106,11 +134,15 @@ def main() -> None:
         def cpu_s(self) -> float:
             return time.process_time()
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
+    @serve.deployment(**options)
     class Caller:
         """The ingress's side: the same call by handle or in its own process, timed here."""
 
-        def __init__(self, noop: Any) -> None:
+        def __init__(self, noop: Any, handle: str) -> None:
+            if handle != "as-created":
+                noop = noop.options(_by_reference=False)
+            if handle == "grpc-pickle":
+                noop = noop.options(request_serialization="pickle", response_serialization="pickle")
             self.handle = noop
             self.streams = noop.options(stream=True)
             self.local = Noop.func_or_class()
@@ -173,16 +205,18 @@ def main() -> None:
     temp = tempfile.mkdtemp(prefix="llmgw-hop-")
     ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp)
     serve.start(http_options={"location": "NoServer"})
-    serve.run(Caller.bind(Noop.bind()), name="hopcost", route_prefix=None)
+    serve.run(Caller.bind(Noop.bind(), args.handle), name="hopcost", route_prefix=None)
     try:
         # Under RAY_SERVE_THROUGHPUT_OPTIMIZED a handle's router runs on the caller's own
         # event loop, so even the driver calls from inside one.
         results = asyncio.run(_drive(args))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
     finally:
-        serve.shutdown()
+        # The driver's handles belonged to that loop, now closed: Serve's shutdown may say so.
+        with contextlib.suppress(RuntimeError):
+            serve.shutdown()
         ray.shutdown()
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
 
 
 PLAN = [
@@ -209,6 +243,8 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
         "noop": await serve.get_deployment_handle("Noop", "hopcost").pid.remote(),
     }
     flags = {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")}
+    flags["access_log"] = "off" if args.no_access_log else "on"
+    flags["handle"] = args.handle
     results: dict[str, Any] = {"flags": flags, "pickle_us": pickle_cost(), "phases": []}
     print(json.dumps({"flags": flags, "pickle_us": results["pickle_us"]}), flush=True)
     for round_ in range(args.rounds):
@@ -224,6 +260,30 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
             results["phases"].append(row)
             print(json.dumps(row), flush=True)
     return results
+
+
+def table(logs: list[Path]) -> str:
+    """One markdown row per run and phase: medians over the rounds of each run's output."""
+    lines = [
+        "| run | phase | c | p50 ms | calls/s | caller CPU µs/call | callee CPU µs/call |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for log in logs:
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line[:2] == '{"']
+        phases: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            if "mode" in row and row["mode"] != "idle":
+                phases.setdefault((row["mode"], row["payload"], row["concurrency"]), []).append(row)
+        for (mode, payload, c), runs in phases.items():
+
+            def med(key: str, runs: list[dict[str, Any]] = runs) -> str:
+                return f"{statistics.median(r[key] for r in runs):,.4g}"
+
+            lines.append(
+                f"| {log.stem} | {mode} ({payload}) | {c} | {med('p50_ms')} | "
+                f"{med('calls_per_s')} | {med('caller_cpu_us')} | {med('callee_cpu_us')} |"
+            )
+    return "\n".join(lines)
 
 
 def _pyspy(out: Path, pids: dict[str, int]) -> list[subprocess.Popen]:

@@ -16,12 +16,41 @@ from typing import Any
 from ray import serve
 
 from deployments.pool import RAY_ERRORS, relay, replica_upstream, unwrap
+from deployments.registry_versions import Fetch, RegistryVersions, mismatch, registry_fetch
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.errors import GatewayError
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
-from gateway.pipeline.upstream import LATEST
+from gateway.pipeline.upstream import LATEST, CallKind, Request, UpstreamCall, parse_request
 from gateway.providers.framing import Completed, StreamHead, StreamItem
 from gateway.routing import CircuitBoard, RouteDecision
+from gateway.routing.decision import Candidate
+
+
+@dataclass(slots=True)
+class ChainCall:
+    """A fallback chain for the Router to run, as plain values: the candidates by name (with
+    their score and reason), the registry version they were planned on, the request bytes."""
+
+    kind: CallKind
+    version: int
+    body: bytes
+    strategy: str
+    candidates: list[tuple[str, float, str]]
+
+    @classmethod
+    def of(
+        cls,
+        kind: CallKind,
+        request: Request,
+        decision: RouteDecision,
+        version: int,
+        body: bytes | None,
+    ) -> ChainCall:
+        if body is None:
+            # Any candidate's envelope dumps the request the same way.
+            body = UpstreamCall(kind, "", "", version, None, request).wire()
+        ranked = [(c.model.name, c.score, c.reason) for c in decision.candidates]
+        return cls(kind, version, body, decision.strategy, ranked)
 
 
 @dataclass(slots=True)
@@ -48,41 +77,51 @@ class StreamOpened:
 class Router:
     """Runs route decisions' fallback chains against the provider pools."""
 
-    def __init__(self, config: GatewayConfig, pools: dict[str, Any]) -> None:
+    def __init__(
+        self, config: GatewayConfig, pools: dict[str, Any], fetch: Fetch | None = None
+    ) -> None:
         circuits = CircuitBoard(config.routing.circuit)
         upstream = replica_upstream(pools, config.server.inline_providers)
         self.invoker = Invoker(upstream, config.routing, circuits)
+        self.versions = RegistryVersions(fetch or registry_fetch())
 
-    async def complete(
-        self,
-        request: Any,
-        decision: RouteDecision,
-        providers: Mapping[str, ProviderConfig],
-        embeddings: bool,
-        version: int = LATEST,
-        body: bytes | None = None,
-    ) -> ChainOutcome:
+    async def _planned(
+        self, call: ChainCall
+    ) -> tuple[Request, RouteDecision, Mapping[str, ProviderConfig]]:
+        """The parsed request, the decision and the providers, from the call's registry
+        version."""
+        names = [name for name, _, _ in call.candidates]
+        snapshot = await self.versions.at(call.version, names)
+        missing = [name for name in names if name not in snapshot.models]
+        if missing:
+            raise mismatch(missing, snapshot.version, call.version)
+        ranked = [Candidate(snapshot.models[n], score, why) for n, score, why in call.candidates]
+        request = parse_request(call.kind, call.body)
+        return request, RouteDecision(call.strategy, ranked), snapshot.providers
+
+    async def complete(self, call: ChainCall) -> ChainOutcome:
         invocation = Invocation()
         try:
+            request, decision, providers = await self._planned(call)
             result = await self.invoker.complete(
-                request, decision, providers, invocation, embeddings, version=version, body=body
+                request,
+                decision,
+                providers,
+                invocation,
+                call.kind == "embed",
+                version=call.version,
+                body=call.body,
             )
         except GatewayError as error:
             return ChainOutcome(invocation, error=error)
         return ChainOutcome(invocation, result)
 
-    async def stream(
-        self,
-        request: Any,
-        decision: RouteDecision,
-        providers: Mapping[str, ProviderConfig],
-        version: int = LATEST,
-        body: bytes | None = None,
-    ) -> AsyncIterator[StreamOpened | StreamItem]:
+    async def stream(self, call: ChainCall) -> AsyncIterator[StreamOpened | StreamItem]:
         invocation = Invocation()
         try:
+            request, decision, providers = await self._planned(call)
             start = await self.invoker.stream(
-                request, decision, providers, invocation, version=version, body=body
+                request, decision, providers, invocation, version=call.version, body=call.body
             )
         except GatewayError as error:
             yield StreamOpened(invocation, 0.0, error)
@@ -103,8 +142,8 @@ class RouterInvoker:
     """
 
     def __init__(self, router: Any, config: RoutingConfig) -> None:
-        self.router = router
-        self.router_streams = router.options(stream=True)
+        self.router_complete = router.complete
+        self.router_streams = router.options(stream=True).stream
         self.circuits = CircuitBoard(config.circuit)
         self.clock = time.monotonic
 
@@ -129,10 +168,10 @@ class RouterInvoker:
         version: int = LATEST,
         body: bytes | None = None,
     ) -> Completed:
+        kind: CallKind = "embed" if embeddings else "complete"
+        call = ChainCall.of(kind, request, decision, version, body)
         try:
-            outcome = await self.router.complete.remote(
-                request, decision, providers, embeddings, version, body
-            )
+            outcome = await self.router_complete.remote(call)
         except RAY_ERRORS as error:
             raise unwrap(error) from None
         self._adopt(outcome.invocation, invocation)
@@ -151,9 +190,8 @@ class RouterInvoker:
         version: int = LATEST,
         body: bytes | None = None,
     ) -> StreamStart:
-        items = relay(
-            self.router_streams.stream.remote(request, decision, providers, version, body)
-        )
+        call = ChainCall.of("stream", request, decision, version, body)
+        items = relay(self.router_streams.remote(call))
         opened = await anext(items)
         assert isinstance(opened, StreamOpened)
         self._adopt(opened.invocation, invocation)

@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
 from gateway.pipeline.invoker import CANCELLED
 from gateway.pipeline.upstream import ByProviderType, LocalUpstream, Upstream, UpstreamCall
-from gateway.providers.framing import Completed, StreamItem
+from gateway.providers.framing import Completed, StreamItem, coalesced
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000)
@@ -63,7 +63,7 @@ class ProviderPool:
         try:
             with self._counted():
                 await self.versions.resolve(call)
-                async for item in self.upstream.stream(call):
+                async for item in coalesced(self.upstream.stream(call)):
                     yield item
         except GatewayError as error:
             raise error from None
@@ -114,11 +114,11 @@ class PoolUpstream:
     """The `Upstream` the ingress uses: one handle hop to the pool of the provider's type."""
 
     def __init__(self, pools: dict[str, Any]) -> None:
-        self._pools = pools
-        self._streams = {kind: handle.options(stream=True) for kind, handle in pools.items()}
+        # Method handles made once: `handle.send` builds a new handle on every access.
+        self._sends = {kind: handle.send for kind, handle in pools.items()}
+        self._streams = {kind: handle.options(stream=True).stream for kind, handle in pools.items()}
 
-    def _pool(self, call: UpstreamCall, streams: bool = False) -> Any:
-        handles = self._streams if streams else self._pools
+    def _pool(self, call: UpstreamCall, handles: dict[str, Any]) -> Any:
         kind = call.provider_config.type if call.provider_config else None
         try:
             return handles[kind]
@@ -130,12 +130,12 @@ class PoolUpstream:
 
     async def send(self, call: UpstreamCall) -> Completed:
         try:
-            return await self._pool(call).send.remote(call)
+            return await self._pool(call, self._sends).remote(call)
         except RAY_ERRORS as error:
             raise unwrap(error) from None
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
-        return relay(self._pool(call, streams=True).stream.remote(call))
+        return relay(self._pool(call, self._streams).remote(call))
 
 
 async def relay(response: Any) -> AsyncIterator[Any]:

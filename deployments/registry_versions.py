@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from gateway.errors import ServiceUnavailableError
@@ -36,28 +36,28 @@ class RegistryVersions:
         self._newest: RegistrySnapshot | None = None
         self._fetching: asyncio.Future[RegistrySnapshot] | None = None
 
-    async def resolve(self, call: UpstreamCall) -> None:
-        """Fill in the call's provider and model configs from the version it names.
+    async def at(self, version: int, models: Iterable[str] = ()) -> RegistrySnapshot:
+        """The snapshot of `version` (LATEST: the newest held), fetched if not held, that has
+        the named models.
 
         A version older than the newest held but not held itself (the caller's snapshot lags
         a change) is served by the newest: the names it planned on are the same models.
         """
-        held = self._held.get(call.version) or self._newest
+        held = self._held.get(version) or self._newest
         if (
             held is not None
-            and (call.version == LATEST or call.version <= held.version)
-            and call.resolve(held.providers, held.models)
+            and (version == LATEST or version <= held.version)
+            and all(name in held.models for name in models)
         ):
-            return
+            return held
         # Not held yet, or the names are not in what is held (a store reset the versions).
-        snapshot = await self._at_least(call.version)
+        return await self._at_least(version)
+
+    async def resolve(self, call: UpstreamCall) -> None:
+        """Fill in the call's provider and model configs from the version it names."""
+        snapshot = await self.at(call.version, (call.model,))
         if not call.resolve(snapshot.providers, snapshot.models):
-            raise ServiceUnavailableError(
-                f"model '{call.model}' of provider '{call.provider}' is not in registry "
-                f"version {snapshot.version} (the call was planned on {call.version})",
-                code="registry_version_mismatch",
-                provider=call.provider,
-            )
+            raise mismatch([call.model], snapshot.version, call.version, call.provider)
 
     async def _at_least(self, version: int) -> RegistrySnapshot:
         """A freshly fetched snapshot of `version` or newer, fetching again briefly while the
@@ -103,6 +103,18 @@ class RegistryVersions:
         for old in sorted(self._held)[: -self._keep]:
             del self._held[old]
         return snapshot
+
+
+def mismatch(
+    models: list[str], have: int, planned: int, provider: str | None = None
+) -> ServiceUnavailableError:
+    """The error for a call naming models its registry version does not hold."""
+    names = ", ".join(f"'{name}'" for name in models)
+    return ServiceUnavailableError(
+        f"model {names} is not in registry version {have} (the call was planned on {planned})",
+        code="registry_version_mismatch",
+        provider=provider,
+    )
 
 
 def registry_fetch(timeout_s: float = 10.0) -> Fetch:

@@ -35,6 +35,19 @@ Request = ChatCompletionRequest | EmbeddingRequest
 LATEST = -1
 
 
+def parse_request(kind: CallKind, body: bytes) -> Request:
+    """Request bytes that crossed a hop, as our type, by the ingress's own parser (orjson,
+    then the model): the bytes it accepted parse the same, twice as fast as pydantic's JSON
+    mode."""
+    cls = EmbeddingRequest if kind == "embed" else ChatCompletionRequest
+    try:
+        return cls.model_validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        # Bytes only a caller that skipped validation could send: the request's fault, not
+        # the model's (a 400, no fallback).
+        raise InvalidRequestError(f"invalid request body ({type(exc).__name__})") from None
+
+
 @dataclass(slots=True, eq=False)
 class UpstreamCall:
     """One call to one model. Across a hop it is five plain values (kind, provider and model
@@ -79,15 +92,7 @@ class UpstreamCall:
     def parsed(self) -> Request:
         """The request as our type, parsed from the bytes once if it came across a hop."""
         if self.request is None:
-            cls = EmbeddingRequest if self.kind == "embed" else ChatCompletionRequest
-            try:
-                # The ingress's own parser (orjson, then the model): the same bytes it
-                # accepted parse the same here, and twice as fast as pydantic's JSON mode.
-                self.request = cls.model_validate(orjson.loads(self.wire()))
-            except (orjson.JSONDecodeError, ValidationError) as exc:
-                # Bytes only a caller that skipped validation could send: the request's
-                # fault, not the model's (a 400, no fallback).
-                raise InvalidRequestError(f"invalid request body ({type(exc).__name__})") from None
+            self.request = parse_request(self.kind, self.wire())
         return self.request
 
     def resolve(

@@ -6,6 +6,8 @@ passes frames through and reads only the two small objects that carry timing and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -95,3 +97,55 @@ async def embed_framed(
         response = await provider.embed(request, model)
     usage = Usage.of(response.usage.prompt_tokens, 0)
     return Completed(dump(response), usage, _upstream_ms(start, wire))
+
+
+# How many items a stream may run ahead of the hop that carries them.
+AHEAD = 256
+
+
+async def coalesced(items: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem]:
+    """`items`, with SSE frames that are ready together joined into one item.
+
+    Each item crossing a Serve hop costs ~0.2 ms of CPU on either side; frames that arrive in
+    one read (a fast upstream) or pile up while the hop is busy cross as one instead. A
+    paced stream keeps one frame per item, and the head and tail stay items of their own.
+    """
+    queue: asyncio.Queue[StreamItem | BaseException | None] = asyncio.Queue(AHEAD)
+
+    async def pump() -> None:
+        try:
+            async for item in items:
+                await queue.put(item)
+        except Exception as error:  # handed to the reader, raised there
+            await queue.put(error)
+        else:
+            await queue.put(None)
+        finally:
+            closer = getattr(items, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+
+    task = asyncio.ensure_future(pump())
+    held: list[StreamItem | BaseException | None] = []  # taken from the queue, not yet sent
+    try:
+        while True:
+            item = held.pop() if held else await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                return
+            if isinstance(item, bytes) and not queue.empty():
+                frames = [item]
+                while not queue.empty():
+                    after = queue.get_nowait()
+                    if not isinstance(after, bytes):
+                        held.append(after)
+                        break
+                    frames.append(after)
+                item = b"".join(frames)
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

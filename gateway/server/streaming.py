@@ -53,7 +53,9 @@ async def sse_body(
                 if include_usage:
                     yield item.frame
             else:
-                content_frames += 1
+                # A pool sends frames that were ready together as one item; each ends in
+                # the one blank line its JSON cannot contain.
+                content_frames += item.count(b"\n\n")
                 yield item
         yield SSE_DONE
     except GatewayError as error:
