@@ -89,14 +89,33 @@ class Node:
     """One `ray start --block` process and what identifies its node."""
 
     name: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
     resources: dict[str, float]
     log: Path
+    process: subprocess.Popen[bytes] | None = None
     node_id: str = ""
+    # Every `ray start` this node ran (a start that timed out is retried): each one's session.
+    sessions: list[int] = field(default_factory=list)
+
+    def launch(self, env: dict[str, str], cwd: Path) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                # A session of its own: how its processes are found even once orphaned.
+                start_new_session=True,
+            )
+        self.sessions.append(self.process.pid)
+
+    def processes(self) -> set[tuple[int, int]]:
+        return set().union(*(node_processes(pid) for pid in self.sessions))
 
     def kill(self) -> set[tuple[int, int]]:
         """SIGKILL the node's whole process tree at once, as when its machine dies."""
-        tree = node_processes(self.process.pid)
+        tree = self.processes()
         signal_processes(tree, signal.SIGKILL)
         return tree
 
@@ -152,8 +171,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             head = self.nodes[0]
-            if head.process.poll() is not None:
-                raise RuntimeError(f"the head exited: {head.log.read_text()[-2000:]}")
+            if head.process and head.process.poll() is not None:
+                self._restart_if_start_timed_out(head)
             try:
                 socket.create_connection(("127.0.0.1", self.gcs_port), timeout=1).close()
                 return
@@ -188,21 +207,23 @@ class LocalCluster:
             f"--dashboard-agent-grpc-port={free_port()}",
             f"--runtime-env-agent-port={free_port()}",
             "--disable-usage-stats",
+            # It streams logs to drivers; there are none here, and the machine is shared.
+            "--include-log-monitor=false",
         ]
-        log = self.root / f"{name}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                # A session of its own: how its processes are found even once orphaned.
-                start_new_session=True,
-            )
-        node = Node(name, process, resources, log)
+        node = Node(name, command, resources, self.root / f"{name}.log")
+        node.launch(self.env, self.root)
         self.nodes.append(node)
         return node
+
+    def _restart_if_start_timed_out(self, node: Node) -> None:
+        """`ray start` gives a node's raylet 30 s to register (fixed in Ray): on a busy machine
+        it can miss that. Such a start is cleared away and run again, twice at most."""
+        log = node.log.read_text(errors="replace")
+        if "timed out during startup" not in log or len(node.sessions) >= 3:
+            raise RuntimeError(f"{node.name} exited: {log[-2000:]}")
+        signal_processes(node.processes(), signal.SIGKILL)
+        time.sleep(1)
+        node.launch(self.env, self.root)
 
     def http(self, timeout: float = 10) -> httpx.Client:
         """A client of the dashboard, with the cluster's token."""
@@ -223,8 +244,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             for node in self.nodes:
-                if node.process.poll() is not None:
-                    raise RuntimeError(f"{node.name} exited: {node.log.read_text()[-2000:]}")
+                if node.process and node.process.poll() is not None:
+                    self._restart_if_start_timed_out(node)
             try:
                 alive = self.alive_nodes()
             except httpx.HTTPError:
@@ -277,15 +298,17 @@ class LocalCluster:
 
     def stop(self) -> None:
         """End every node this cluster started: SIGTERM the trees, then SIGKILL what is left."""
-        trees = set().union(*(node_processes(node.process.pid) for node in self.nodes))
-        signal_processes(trees, signal.SIGTERM)
+        members = set().union(*(node.processes() for node in self.nodes))
+        signal_processes(members, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for node in self.nodes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if node.process:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         # Workers started during the wait are in the trees of the nodes still running.
         for node in self.nodes:
-            trees |= node_processes(node.process.pid)
-        signal_processes(trees, signal.SIGKILL)
+            members |= node.processes()
+        signal_processes(members, signal.SIGKILL)
         for node in self.nodes:
-            node.process.wait(timeout=10)
+            if node.process:
+                node.process.wait(timeout=10)

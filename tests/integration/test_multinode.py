@@ -7,6 +7,7 @@ worker, and the registry, the keys and the usage made before the kill are all st
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -32,7 +33,9 @@ TENANT = "multinode"
 
 
 def _serve_config(gateway_config: Path, http_port: int) -> dict[str, Any]:
-    """cluster/'s Serve config in small: the ingress on the head, the pool on the workers."""
+    """cluster/ray-cluster.yaml's Serve config in small: each deployment asks for a sliver of
+    the custom resource its nodes advertise (the ingress `ingress_node`, which only the head
+    has; the pool `pool_node`, which only the workers have), so Ray places it there."""
     return {
         # One proxy, on the head: every node of this cluster shares one machine (and one
         # port 8000); on real machines cluster/ runs one per node (EveryNode).
@@ -48,12 +51,20 @@ def _serve_config(gateway_config: Path, http_port: int) -> dict[str, Any]:
                     {
                         "name": "Ingress",
                         "num_replicas": 1,
-                        "ray_actor_options": {"num_cpus": 0.05, "resources": {"head": 0.01}},
+                        "ray_actor_options": {
+                            "num_cpus": 0.05,
+                            "resources": {"ingress_node": 0.01},
+                        },
                     },
                     {
                         "name": "SimPool",
                         "num_replicas": 1,
                         "ray_actor_options": {"num_cpus": 0.05, "resources": {"pool_node": 0.01}},
+                        # Serve finds a dead replica by its next health check (default every
+                        # 10 s) and only then starts another: checked every second, it starts
+                        # the replacement about as soon as the GCS declares the node dead.
+                        "health_check_period_s": 1,
+                        "health_check_timeout_s": 5,
                     },
                 ],
             }
@@ -135,7 +146,7 @@ class Traffic:
             except openai.APIStatusError as error:
                 outcome = f"status {error.status_code}"
             except openai.APIError as error:
-                outcome = type(error).__name__
+                outcome = f"{type(error).__name__}: {error.message[:60]}"
             self.calls.append(Call(started, time.monotonic(), outcome))
 
     def __enter__(self) -> Traffic:
@@ -170,7 +181,31 @@ def _replicas(cluster: LocalCluster, deployment: str) -> list[dict[str, Any]]:
 
 def _running_on(cluster: LocalCluster, deployment: str) -> set[str]:
     """Node ids with a RUNNING replica of `deployment`."""
-    return {r["node_id"] for r in _replicas(cluster, deployment) if r["state"] == "RUNNING"}
+    return {r.get("node_id") for r in _replicas(cluster, deployment) if r["state"] == "RUNNING"}
+
+
+def _recovery(cluster: LocalCluster, dead: str, survivor: str, since: float) -> dict[str, float]:
+    """Seconds from `since` until the GCS declared the node dead, Serve let go of the dead
+    replica and scheduled a new one, the new one had a node (the survivor), and it ran."""
+    timeline: dict[str, float] = {}
+    before = {r["replica_id"] for r in _replicas(cluster, "SimPool")}
+    deadline = since + 150
+    while "replacement RUNNING" not in timeline:
+        assert time.monotonic() < deadline, f"no pool replica back on the survivor: {timeline}"
+        now = time.monotonic() - since
+        with contextlib.suppress(httpx.HTTPError):
+            if dead not in {row["node_id"] for row in cluster.alive_nodes()}:
+                timeline.setdefault("node declared dead", now)
+            new = [r for r in _replicas(cluster, "SimPool") if r["replica_id"] not in before]
+            if new:
+                timeline.setdefault("replacement scheduled", now)
+            states = {r["state"] for r in new if r.get("node_id") == survivor}
+            if states:
+                timeline.setdefault("replacement on the survivor", now)
+            if "RUNNING" in states:
+                timeline.setdefault("replacement RUNNING", now)
+        time.sleep(0.1)
+    return timeline
 
 
 def _usage(url: str, **params: str) -> dict[str, int]:
@@ -195,7 +230,7 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
     http_port = free_port()
     url = f"http://127.0.0.1:{http_port}"
 
-    cluster.start_head(num_cpus=1, resources={"head": 1})
+    cluster.start_head(num_cpus=1, resources={"head": 1, "ingress_node": 1})
     cluster.wait_for_nodes()
     head = cluster.nodes[0]
     # The app deploys while the workers join: its pool waits for a node with `pool_node`.
@@ -244,20 +279,19 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
         timeout_s=30,
     )
     actors = {a["class_name"]: cluster.node_name(a["node_id"]) for a in cluster.actors()}
+    # The gateway's own actors (registry, access, quota, usage writer) ask for no resources,
+    # so Ray may start them on any node: here the head, the only node when the ingress first
+    # made them. (Were they on the killed node they would restart elsewhere from the store.)
+    stateful = ("RegistryActor", "AccessActor", "QuotaActor", "UsageWriter")
+    assert {actors.get(name) for name in stateful} == {"head"}, actors
 
     with Traffic(url, key, ["sim-fast", "sim-added"]) as traffic:
         time.sleep(3)
         killed_at = time.monotonic()
         killed_wall = datetime.now(UTC)
         victim.kill()
-        moved = _wait(
-            "the pool back on the surviving worker",
-            lambda: _running_on(cluster, "SimPool") == {survivor.node_id},
-            every_s=0.1,
-        )
-        rescheduled_s = time.monotonic() - killed_at
-        time.sleep(5)  # traffic on the rescheduled pool
-    assert moved
+        timeline = _recovery(cluster, victim.node_id, survivor.node_id, killed_at)
+        time.sleep(4)  # traffic on the rescheduled pool
 
     calls = sorted(traffic.calls, key=lambda c: c.started)
     failed = [c for c in calls if c.outcome != "ok"]
@@ -286,16 +320,23 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
 
     print(
         f"\ncluster up and gateway serving in {up_s:.1f} s; actors before the kill: {actors}"
-        f"\nkilled {victim.name} (the pool's node); pool RUNNING on {survivor.name} after "
-        f"{rescheduled_s:.1f} s; every call succeeded again {recovered_s:.1f} s after the kill"
-        f"\ncalls: {len(calls)}, outcomes {dict(Counter(c.outcome for c in calls))}; "
+        f"\nkilled {victim.name} (the pool's node); seconds after the kill: "
+        + ", ".join(f"{event} {at:.1f}" for event, at in timeline.items())
+        + (
+            f"; every call succeeded again {recovered_s:.1f} s after the kill"
+            if failed
+            else "; no call failed"
+        )
+        + f"\ncalls: {len(calls)}, outcomes {dict(Counter(c.outcome for c in calls))}; "
         f"{len(spanning)} in flight at the kill; slowest call after it {longest_s:.1f} s"
         f"\nusage: {usage} (answered {ok_total}); before the kill {usage_before} "
         f"(answered before it: {sum(c.outcome == 'ok' for c in before)})"
     )
     assert len(before) > 10
     assert usage_before["requests"] >= sum(c.outcome == "ok" for c in before)
-    # After the recovery point every call succeeded, for several seconds of traffic.
-    after = [c for c in calls if c.started >= last_failure]
-    assert len(after) > 10 and all(c.outcome == "ok" for c in after)
-    assert recovered_s < 45, recovered_s
+    # Once the replacement ran, every call succeeded, for seconds of traffic; any failure
+    # happened in the gap.
+    settled = [c for c in calls if c.started >= killed_at + timeline["replacement RUNNING"]]
+    assert len(settled) > 10 and all(c.outcome == "ok" for c in settled), settled
+    assert all(c.ended > killed_at for c in failed), failed
+    assert recovered_s <= timeline["replacement RUNNING"] + 10, recovered_s
