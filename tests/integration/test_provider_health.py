@@ -1,9 +1,11 @@
-"""Provider health on Ray Serve: the registry actor probes on its schedule, and the results
-reach /health/ready, /admin/status (state, last probe, latency), routing and the metrics;
-Ollama's newly installed models appear without a restart."""
+"""Provider health on Ray Serve: the registry actor probes on its schedule (Bedrock's probe
+through boto3's control plane), and the results reach /health/ready, /admin/status (state,
+last probe, latency), routing and the metrics; Ollama's newly installed models appear without
+a restart."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +15,14 @@ import pytest
 
 from tests.integration.conftest import Deployed
 from tests.integration.test_metrics_export import find, scrape
-from tests.protocol_servers import OllamaServer
+from tests.protocol_servers import BedrockServer, OllamaServer
 
 pytestmark = pytest.mark.ray
+
+# Ray workers inherit the environment the session's Ray starts with: boto3's credentials are
+# set at collection (another module may have set its own; the server checks whatever is set).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDLLMGWHEALTH")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "llmgw-health-secret")
 
 KEY = "sk-llmgw-health-0123456789abcdef00"
 ADMIN = {"authorization": f"Bearer {KEY}"}
@@ -37,10 +44,19 @@ def ollama() -> Iterator[OllamaServer]:
 
 
 @pytest.fixture(scope="module")
+def bedrock() -> Iterator[BedrockServer]:
+    server = BedrockServer(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def gateway(
     serve_gateway: Callable[..., Deployed],
     monkeypatch_module: pytest.MonkeyPatch,
     ollama: OllamaServer,
+    bedrock: BedrockServer,
 ) -> Deployed:
     monkeypatch_module.setenv("LLMGW_ADMIN_KEY", KEY)
     return serve_gateway(
@@ -49,6 +65,8 @@ def gateway(
                 {"name": "sim", "type": "sim"},
                 {"name": "local", "type": "ollama", "base_url": ollama.url},
                 {"name": "gone", "type": "ollama", "base_url": f"http://127.0.0.1:{_closed_port()}"},
+                {"name": "aws", "type": "bedrock", "region": "us-east-1",
+                 "endpoint_url": bedrock.url},
             ],
             "models": [
                 {"name": "sim-fast", "provider": "sim", "price": {"input_per_mtok": 9}},
@@ -72,9 +90,9 @@ def _until(check: Callable[[], object], what: str, timeout_s: float = 60) -> obj
 
 
 def test_probes_reach_ready_status_routing_and_metrics(
-    gateway: Deployed, metrics_port: int
+    gateway: Deployed, metrics_port: int, bedrock: BedrockServer
 ) -> None:
-    wanted = {"sim": "unprobed", "local": "healthy", "gone": "unhealthy"}
+    wanted = {"sim": "unprobed", "local": "healthy", "gone": "unhealthy", "aws": "healthy"}
 
     def ready() -> bool:
         body = httpx.get(f"{gateway.url}/health/ready").json()
@@ -87,6 +105,9 @@ def test_probes_reach_ready_status_routing_and_metrics(
     assert health["local"]["latency_ms"] < 100
     assert time.time() - health["local"]["checked_at"] < 10  # probed on the 1 s schedule
     assert health["gone"]["error"]
+    # Bedrock's probe: boto3's signed ListFoundationModels, which the server verified.
+    assert any(r.path == "/foundation-models" for r in bedrock.received)
+    assert time.time() - health["aws"]["checked_at"] < 10
 
     # The cheapest configured model sits on the dead provider: `auto` never calls it.
     body = {"model": "auto", "messages": HELLO}
