@@ -15,7 +15,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.pool import RAY_ERRORS, relay, replica_upstream, unwrap
+from deployments.pool import RAY_ERRORS, direct, relay, replica_upstream, unwrap
 from deployments.registry_versions import Fetch, RegistryVersions, mismatch, registry_fetch
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.errors import GatewayError
@@ -142,6 +142,7 @@ class RouterInvoker:
     """
 
     def __init__(self, router: Any, config: RoutingConfig) -> None:
+        router = direct(router)
         self.router_complete = router.complete
         self.router_streams = router.options(stream=True).stream
         self.circuits = CircuitBoard(config.circuit)

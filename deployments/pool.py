@@ -110,11 +110,23 @@ def replica_upstream(pools: dict[str, Any], inline: list[str]) -> Upstream:
     return ByProviderType(PoolUpstream(pools), {kind: local for kind in inline})
 
 
+def direct(handle: Any) -> Any:
+    """`handle` on Serve's gRPC path to the replica, not Ray actor calls by object reference.
+
+    A handle keeps the transport chosen in the process that made it: one bound as a deployment
+    argument is made where `serve.run` ran, which takes actor calls unless that process had
+    RAY_SERVE_THROUGHPUT_OPTIMIZED set. bench/hop_cost.py measured a no-op hop at ~3-4 ms of
+    CPU a side by actor call against ~1.1 ms by gRPC.
+    """
+    return handle.options(_by_reference=False)
+
+
 class PoolUpstream:
     """The `Upstream` the ingress uses: one handle hop to the pool of the provider's type."""
 
     def __init__(self, pools: dict[str, Any]) -> None:
         # Method handles made once: `handle.send` builds a new handle on every access.
+        pools = {kind: direct(handle) for kind, handle in pools.items()}
         self._sends = {kind: handle.send for kind, handle in pools.items()}
         self._streams = {kind: handle.options(stream=True).stream for kind, handle in pools.items()}
 
