@@ -8,6 +8,7 @@ chosen here: the GCS port, Serve's fallback proxy ports, and HAProxy's side port
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -15,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -99,13 +99,18 @@ def side_ports_env(http_port: int, mode: str) -> dict[str, str]:
 
 
 def _haproxy_dir() -> Path:
-    """A directory of this gateway's own for HAProxy's files: in LLMGW_HOME when its socket
-    paths stay under Unix's ~100 characters, else a fresh short one under /tmp."""
-    files = state_dir() / "haproxy"
-    if len(str(files)) <= 60:
-        files.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return files
-    return Path(tempfile.mkdtemp(prefix="llmgw-haproxy-", dir="/tmp"))
+    """A directory of this gateway's own for HAProxy's files, short enough for Unix socket
+    paths (~100 characters): in LLMGW_HOME when that is short, else one under /tmp named
+    after LLMGW_HOME, so each `up` of the same gateway reuses it."""
+    home = state_dir()
+    files = home / "haproxy"
+    if len(str(files)) > 60:
+        digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+        files = Path(f"/tmp/llmgw-haproxy-{os.getuid()}-{digest}")
+    files.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if files.stat().st_uid != os.getuid():  # someone else's, made to catch our sockets
+        raise CLIError(f"{files} belongs to another user; set LLMGW_HOME to a shorter path")
+    return files
 
 
 def _address_file() -> Path:
@@ -163,6 +168,9 @@ def start_ray(
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", LLMGW_HOME=str(state_dir()))
     # Serve echoes a request's x-request-id as sent: ours replaces an unusable one first.
     env.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", REQUEST_ID_MIDDLEWARES)
+    # Serve kills a proxy not ready in 5 s three times running, and `serve.start` then fails:
+    # a starting HAProxy manager on a busy two-core machine was measured to need longer.
+    env.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "20")
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
     env.update(extra_env or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -61,4 +62,5 @@ def private_ray(tmp_path: Path) -> Iterator[dict[str, str]]:
     for pid in left:  # only this test's cluster: its processes name its temp dir
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
+    shutil.rmtree(temp, ignore_errors=True)  # the Ray's logs and sockets
     assert not left, f"processes of the test's Ray were left running: {left}"
