@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.integration.local_cluster import LocalCluster, free_port
+from tests.protocol_servers import OpenAIServer
 
 ADMIN_KEY = "sk-llmgw-multinode-0123456789abcdef0000"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -66,10 +67,27 @@ def _serve_config(gateway_config: Path, http_port: int) -> dict[str, Any]:
                         "health_check_period_s": 1,
                         "health_check_timeout_s": 5,
                     },
+                    {
+                        # Two replicas, one per worker (Serve spreads replicas; the cap per
+                        # node makes it certain here, where the workers join one by one).
+                        "name": "OpenAIPool",
+                        "num_replicas": 2,
+                        "max_replicas_per_node": 1,
+                        "ray_actor_options": {"num_cpus": 0.05, "resources": {"pool_node": 0.01}},
+                        "health_check_period_s": 1,
+                        "health_check_timeout_s": 5,
+                    },
                 ],
             }
         ],
     }
+
+
+@pytest.fixture
+def upstream() -> Iterator[OpenAIServer]:
+    """An OpenAI-protocol upstream for the OpenAIPool, in this process."""
+    with OpenAIServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -84,6 +102,7 @@ def cluster() -> Iterator[LocalCluster]:
             "LLMGW_HOME": str(home),
             # As an operator sets it on every node (from a secret on Kubernetes).
             "LLMGW_ADMIN_KEY": ADMIN_KEY,
+            "LLMGW_MULTINODE_OPENAI_KEY": OpenAIServer().api_key,
             # Serve's own proxy: HAProxy's side files and ports are per machine, and this
             # machine already runs the test session's.
             "RAY_SERVE_ENABLE_HA_PROXY": "0",
@@ -106,9 +125,10 @@ def cluster() -> Iterator[LocalCluster]:
 
 @dataclass
 class Call:
+    model: str
     started: float
     ended: float
-    outcome: str  # "ok", "status 502", "APIConnectionError", ...
+    outcome: str  # "ok", "status 502", "APIConnectionError: ...", ...
 
 
 @dataclass
@@ -129,7 +149,7 @@ class Traffic:
         n = 0
         while not self._stop.is_set():
             n += 1
-            model = self.models[(i + n) % len(self.models)]
+            model = self.models[i % len(self.models)]  # a model per client, all through
             started = time.monotonic()
             try:
                 if n % 2:
@@ -147,7 +167,7 @@ class Traffic:
                 outcome = f"status {error.status_code}"
             except openai.APIError as error:
                 outcome = f"{type(error).__name__}: {error.message[:60]}"
-            self.calls.append(Call(started, time.monotonic(), outcome))
+            self.calls.append(Call(model, started, time.monotonic(), outcome))
 
     def __enter__(self) -> Traffic:
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(self.clients)]
@@ -215,15 +235,26 @@ def _usage(url: str, **params: str) -> dict[str, int]:
     return {"requests": sum(r["requests"] for r in data), "errors": sum(r["errors"] for r in data)}
 
 
-def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
-    cluster: LocalCluster, tmp_path: Path
+def test_a_worker_node_dies_under_traffic_and_the_pools_come_back(
+    cluster: LocalCluster, upstream: OpenAIServer, tmp_path: Path
 ) -> None:
     t0 = time.monotonic()
     home = Path(cluster.env["LLMGW_HOME"])
     store = f"sqlite:///{home / 'llmgw.db'}"
     gateway = {
-        "providers": [{"name": "sim", "type": "sim", "sim": {"output_tokens": 8, "ttft_ms": 20}}],
-        "models": [{"name": "sim-fast", "provider": "sim", "price": {"input_per_mtok": 1}}],
+        "providers": [
+            {"name": "sim", "type": "sim", "sim": {"output_tokens": 8, "ttft_ms": 20}},
+            {
+                "name": "up",
+                "type": "openai",
+                "base_url": f"{upstream.url}/v1",
+                "api_key_env": "LLMGW_MULTINODE_OPENAI_KEY",
+            },
+        ],
+        "models": [
+            {"name": "sim-fast", "provider": "sim", "price": {"input_per_mtok": 1}},
+            {"name": "gpt-mn", "provider": "up", "price": {"input_per_mtok": 1}},
+        ],
         "store": {"url": store},
     }
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(gateway))
@@ -233,16 +264,19 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
     cluster.start_head(num_cpus=1, resources={"head": 1, "ingress_node": 1})
     cluster.wait_for_nodes()
     head = cluster.nodes[0]
-    # The app deploys while the workers join: its pool waits for a node with `pool_node`.
+    # The app first runs on the head alone, so the ingress makes the gateway's actors there
+    # (see below); its pools wait for nodes with `pool_node`.
     cluster.serve_deploy(_serve_config(tmp_path / "gateway.yaml", http_port))
+    _wait("the ingress", lambda: _running_on(cluster, "Ingress"), timeout_s=180)
     # One at a time: on a loaded machine two nodes starting at once miss Ray's start timeouts.
     workers = []
     for i in (1, 2):
         workers.append(cluster.start_worker(f"worker{i}", 1, {"pool_node": 1, f"worker{i}": 1}))
         cluster.wait_for_nodes()
     _wait(
-        "the ingress and the pool",
-        lambda: _running_on(cluster, "SimPool") and _running_on(cluster, "Ingress"),
+        "the pools",
+        lambda: _running_on(cluster, "SimPool") and len(_running_on(cluster, "OpenAIPool")) == 2,
+        timeout_s=180,
     )
     _wait(
         "the gateway's HTTP",
@@ -250,8 +284,9 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
     )
     up_s = time.monotonic() - t0
 
-    # Placement: ingress on the head, the pool on a worker.
+    # Placement: ingress on the head, the pools on the workers, one OpenAIPool on each.
     assert _running_on(cluster, "Ingress") == {head.node_id}
+    assert _running_on(cluster, "OpenAIPool") == {w.node_id for w in workers}
     (pool_node,) = _running_on(cluster, "SimPool")
     victim = cluster.node(pool_node)
     assert victim in workers
@@ -280,13 +315,14 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
     )
     actors = {a["class_name"]: cluster.node_name(a["node_id"]) for a in cluster.actors()}
     # The gateway's own actors (registry, access, quota, usage writer) ask for no resources,
-    # so Ray may start them on any node: here the head, the only node when the ingress first
+    # so Ray may start them on any node: here the head, the only node when the ingress
     # made them. (Were they on the killed node they would restart elsewhere from the store.)
     stateful = ("RegistryActor", "AccessActor", "QuotaActor", "UsageWriter")
     assert {actors.get(name) for name in stateful} == {"head"}, actors
 
-    with Traffic(url, key, ["sim-fast", "sim-added"]) as traffic:
-        time.sleep(3)
+    with Traffic(url, key, ["sim-fast", "sim-added", "gpt-mn", "gpt-mn"]) as traffic:
+        # Warmed up: calls answered by every pool before the kill.
+        _wait("calls before the kill", lambda: len(traffic.calls) >= 30, timeout_s=120)
         killed_at = time.monotonic()
         killed_wall = datetime.now(UTC)
         victim.kill()
@@ -301,7 +337,12 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
     first_good = min(c.ended for c in calls if c.started >= last_failure and c.outcome == "ok")
     recovered_s = max(0.0, first_good - killed_at)
     spanning = [c for c in calls if c.started < killed_at < c.ended]
-    longest_s = max((c.ended - c.started for c in calls if c.ended > killed_at), default=0.0)
+
+    def slowest(models: set[str]) -> float:
+        after = [c.ended - c.started for c in calls if c.ended > killed_at and c.model in models]
+        return max(after, default=0.0)
+
+    slowest_sim, slowest_openai = slowest({"sim-fast", "sim-added"}), slowest({"gpt-mn"})
 
     # The registry, the key and the usage from before the kill are all still there.
     listed = httpx.get(f"{url}/v1/models", headers=tenant)
@@ -328,11 +369,16 @@ def test_a_worker_node_dies_under_traffic_and_the_pool_comes_back(
             else "; no call failed"
         )
         + f"\ncalls: {len(calls)}, outcomes {dict(Counter(c.outcome for c in calls))}; "
-        f"{len(spanning)} in flight at the kill; slowest call after it {longest_s:.1f} s"
+        f"{len(spanning)} in flight at the kill; slowest call after it: SimPool (one replica) "
+        f"{slowest_sim:.1f} s, OpenAIPool (one replica left) {slowest_openai:.1f} s"
         f"\nusage: {usage} (answered {ok_total}); before the kill {usage_before} "
         f"(answered before it: {sum(c.outcome == 'ok' for c in before)})"
     )
-    assert len(before) > 10
+    assert len(before) >= 30
+    # The OpenAIPool kept its replica on the survivor: its calls went on through the gap.
+    gap = (killed_at + 1, killed_at + timeline["replacement RUNNING"])
+    in_gap = [c for c in calls if c.model == "gpt-mn" and gap[0] < c.started and c.ended < gap[1]]
+    assert len(in_gap) >= 3 and all(c.outcome == "ok" for c in in_gap), in_gap
     assert usage_before["requests"] >= sum(c.outcome == "ok" for c in before)
     # Once the replacement ran, every call succeeded, for seconds of traffic; any failure
     # happened in the gap.
