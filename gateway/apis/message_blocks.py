@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from gateway.errors import InvalidRequestError
-from gateway.providers.mapping import THINKING_FIELD
+from gateway.providers.thinking import THINKING_FIELD
 
 # How a tool result marked `is_error` reads to a model behind a chat API.
 TOOL_ERROR_PREFIX = "Error: "

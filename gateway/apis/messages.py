@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.apis.message_blocks import BlockTranslation
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.pipeline.steps.admission import validation_error
-from gateway.providers.mapping import THINKING_FIELD
 from gateway.providers.native import TranslatedRequest
+from gateway.providers.thinking import THINKING_FIELD
 from gateway.wire import MAX_TOKENS, JsonObject, RouteHints
 
 ANTHROPIC = "anthropic"

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.apis.frames import named_event, payloads
 from gateway.apis.messages import STOP_REASONS, error_type, message_id, usage_of
 from gateway.errors import GatewayError
-from gateway.providers.mapping import THINKING_FIELD
+from gateway.providers.thinking import THINKING_FIELD
 
 
 class _Blocks:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import InvalidRequestError
-from gateway.providers.mapping import THINKING_FIELD
+from gateway.providers.thinking import THINKING_FIELD
 
 _REASONING_PREFIX = "llmgw1:"
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.apis.response_items import call_item, message_item, messages_of, reasoning_item
 from gateway.errors import InvalidRequestError
 from gateway.pipeline.steps.admission import validation_error
-from gateway.providers.mapping import THINKING_FIELD
+from gateway.providers.thinking import THINKING_FIELD
 from gateway.wire import MAX_TOKENS, ChatCompletionRequest, RouteHints
 
 

@@ -17,7 +17,7 @@ from gateway.apis.frames import named_event, payloads
 from gateway.apis.response_items import call_item, message_item, reasoning_item
 from gateway.apis.responses import ResponsesRequest, response_object, usage_of
 from gateway.errors import GatewayError
-from gateway.providers.mapping import THINKING_FIELD
+from gateway.providers.thinking import THINKING_FIELD
 
 
 class ResponseEvents:

@@ -116,6 +116,8 @@ class BedrockServer(ProtocolServer):
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = region
+        # A role allowed to invoke models but not to list them (the control plane's 403).
+        self.deny_listing = False
 
     def routes(self) -> list[Route]:
         return [
@@ -236,7 +238,8 @@ class BedrockServer(ProtocolServer):
         )
         if status is not None:
             message = failure.message
-            error_type = "AccessDeniedException" if status == 403 else "ValidationException"
+            if failure.kind not in ERRORS:
+                error_type = "AccessDeniedException" if status == 403 else "ValidationException"
         headers = {
             "x-amzn-errortype": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
             "x-amzn-requestid": str(uuid.uuid4()),
@@ -376,6 +379,8 @@ class BedrockServer(ProtocolServer):
     async def foundation_models(self, request: Request, received: Received) -> Response:
         """ListFoundationModels (the `bedrock` service, signed as `bedrock` too)."""
         self.verify_signature(received)
+        if self.deny_listing:
+            raise ProtocolError(403, ERRORS["permission"][2], "permission")
         modality = received.query.get("byOutputModality")
         if modality not in (None, "TEXT", "IMAGE", "EMBEDDING"):
             raise ProtocolError(400, f"byOutputModality: unknown value {modality}")

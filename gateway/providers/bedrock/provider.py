@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from gateway.config import ConfigError, ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError
@@ -195,7 +196,15 @@ class BedrockProvider(Provider):
         endpoint answers and the credentials are accepted, and it costs no tokens."""
         client = self._client(None, "bedrock")
         call = functools.partial(client.list_foundation_models, byOutputModality="TEXT")
-        await self._pool.submit(call)
+        try:
+            await self._pool.submit(call)
+        except ClientError as exc:
+            # Signed, answered and refused for this one action: the endpoint is up and the
+            # credentials are good, they only lack bedrock:ListFoundationModels (a role scoped
+            # to InvokeModel, a VPC endpoint for the runtime alone). Not a reason to stop
+            # routing to the provider.
+            if exc.response.get("Error", {}).get("Code") != "AccessDeniedException":
+                raise
         return True
 
     def _convert_error(self, exc: Exception) -> GatewayError:

@@ -47,6 +47,17 @@ async def test_bedrocks_probe_fails_on_credentials_the_upstream_refuses(
     assert caught.value.code == "upstream_auth_failed"
 
 
+async def test_bedrocks_probe_passes_when_only_listing_is_denied(
+    bedrock_upstream: Upstream,
+) -> None:
+    """Credentials good, the endpoint up, ListFoundationModels not granted: still healthy."""
+    bedrock_upstream.server.deny_listing = True
+    try:
+        assert await bedrock_upstream.provider.probe() is True
+    finally:
+        bedrock_upstream.server.deny_listing = False
+
+
 async def test_a_probe_of_an_unreachable_upstream_is_a_503(upstream: Upstream) -> None:
     port = upstream.server.port
     config = upstream.provider.config
