@@ -1,8 +1,10 @@
 """Multi-node: the gateway on a real three-node Ray cluster (a head and two workers, separate
-`ray start` processes on this machine), its provider pool placed on the workers through a
-custom resource. A worker hosting the pool is killed (SIGKILL of its whole process tree, as
-when a machine dies) under traffic from the official SDK: the pool comes back on the other
-worker, and the registry, the keys and the usage made before the kill are all still there.
+`ray start` processes on this machine), its provider pools placed on the workers through a
+custom resource: SimPool on one replica, OpenAIPool on two (one per worker). The worker
+hosting SimPool is killed (SIGKILL of its whole process tree, as when a machine dies) under
+traffic from the official SDK: SimPool comes back on the other worker, OpenAIPool serves on
+from its survivor, and the registry, the keys and the usage made before the kill are intact.
+The output states what was measured (recovery timeline, failures, slowest calls, usage).
 """
 
 from __future__ import annotations
