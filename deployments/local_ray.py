@@ -25,6 +25,8 @@ from gateway.config import state_dir
 # Ray's default GCS port is Redis's 6379; a local cluster of ours stays clear of it.
 RAY_PORT = 6388
 REQUEST_ID_MIDDLEWARES = "gateway.usage.request_ids:serve_middlewares"
+# 97 (HAProxy's socket path limit) - 57 (/node-id) - 13 (/metrics.sock)
+HAPROXY_DIR_MAX = 27
 PRODUCTION_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -99,14 +101,15 @@ def side_ports_env(http_port: int, mode: str) -> dict[str, str]:
 
 
 def _haproxy_dir() -> Path:
-    """A directory of this gateway's own for HAProxy's files, short enough for Unix socket
-    paths (~100 characters): in LLMGW_HOME when that is short, else one under /tmp named
-    after LLMGW_HOME, so each `up` of the same gateway reuses it."""
+    """A directory of this gateway's own for HAProxy's files. Serve puts each node's sockets
+    in a subdirectory named by its 56-character node id, and HAProxy refuses a socket path
+    over 97 characters: so LLMGW_HOME/haproxy when that is short, else a short one under /tmp
+    named after LLMGW_HOME, which each `up` of the same gateway reuses."""
     home = state_dir()
     files = home / "haproxy"
-    if len(str(files)) > 60:
-        digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
-        files = Path(f"/tmp/llmgw-haproxy-{os.getuid()}-{digest}")
+    if len(str(files)) > HAPROXY_DIR_MAX:
+        digest = hashlib.sha256(str(home).encode()).hexdigest()[:6]
+        files = Path(f"/tmp/llmgw-hp-{os.getuid()}-{digest}")
     files.mkdir(mode=0o700, parents=True, exist_ok=True)
     if files.stat().st_uid != os.getuid():  # someone else's, made to catch our sockets
         raise CLIError(f"{files} belongs to another user; set LLMGW_HOME to a shorter path")

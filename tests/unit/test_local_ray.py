@@ -70,12 +70,13 @@ def test_a_new_rays_side_ports_are_its_own(monkeypatch: pytest.MonkeyPatch) -> N
 def test_side_ports_the_user_set_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "18500")
     monkeypatch.setenv("RAY_SERVE_HAPROXY_STATS_PORT", "18404")
-    for name in ("RAY_SERVE_HAPROXY_SOCKET_PATH", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
+    for name in ("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
         monkeypatch.delenv(name, raising=False)
     env = local_ray.side_ports_env(8000, "production")
     assert "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" not in env
     assert "RAY_SERVE_HAPROXY_STATS_PORT" not in env
-    assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) < 100  # a Unix socket path's limit
+    # HAProxy refuses a socket path over 97 characters; Serve adds /<56-char node id> to it.
+    assert len(env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"]) + 57 <= 97
     assert "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT" in env
 
 
