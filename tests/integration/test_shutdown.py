@@ -1,5 +1,6 @@
 """A graceful stop (`llmgw down`, or SIGTERM to `llmgw up`, both end in `teardown()`) lets every
-in-flight request finish, streamed or not, and bills each one: nothing is lost."""
+in-flight request finish, streamed or not, and bills each one: nothing is lost. The same through
+the CLI itself, on a Ray `up` starts and stops: tests/e2e/test_cli_shutdown.py."""
 
 from __future__ import annotations
 
