@@ -28,10 +28,14 @@ Fetch = Callable[[], Awaitable[RegistrySnapshot]]
 class RegistryVersions:
     """The newest registry snapshots this process fetched, keyed by version."""
 
-    def __init__(self, fetch: Fetch, *, keep: int = 4, wait_s: float = 5.0) -> None:
+    def __init__(
+        self, fetch: Fetch, *, keep: int = 4, wait_s: float = 5.0, fresh_s: float = 1.0
+    ) -> None:
         self._fetch = fetch
         self._keep = keep
         self._wait_s = wait_s
+        self._fresh_s = fresh_s
+        self._fetched_at = float("-inf")
         self._held: dict[int, RegistrySnapshot] = {}
         self._newest: RegistrySnapshot | None = None
         self._fetching: asyncio.Future[RegistrySnapshot] | None = None
@@ -49,6 +53,10 @@ class RegistryVersions:
             and (version == LATEST or version <= held.version)
             and all(name in held.models for name in models)
         ):
+            if version == LATEST and time.monotonic() - self._fetched_at > self._fresh_s:
+                # A caller that names no version gets the newest: refreshed in the
+                # background, never waited on.
+                self._refresh()
             return held
         # Not held yet, or the names are not in what is held (a store reset the versions).
         return await self._at_least(version)
@@ -85,10 +93,14 @@ class RegistryVersions:
 
     async def _shared_fetch(self) -> RegistrySnapshot:
         """One fetch for every call waiting on it at the time."""
+        self._refresh()
+        assert self._fetching is not None
+        return await asyncio.shield(self._fetching)
+
+    def _refresh(self) -> None:
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(self._fetch_and_keep())
             self._fetching.add_done_callback(self._fetched)
-        return await asyncio.shield(self._fetching)
 
     def _fetched(self, done: asyncio.Future[RegistrySnapshot]) -> None:
         self._fetching = None
@@ -97,6 +109,7 @@ class RegistryVersions:
 
     async def _fetch_and_keep(self) -> RegistrySnapshot:
         snapshot = await self._fetch()
+        self._fetched_at = time.monotonic()
         self._held[snapshot.version] = snapshot
         if self._newest is None or snapshot.version >= self._newest.version:
             self._newest = snapshot

@@ -129,3 +129,19 @@ async def test_only_the_newest_versions_are_kept() -> None:
     for version in range(1, 8):
         await versions.resolve(lean(version))
     assert sorted(versions._held) == [5, 6, 7]
+
+
+async def test_a_call_naming_no_version_sees_changes_without_waiting_for_them() -> None:
+    changed = ModelConfig(name="m", provider="p", upstream="m-2")
+    registry = Registry(snapshot(1), snapshot(2, changed))
+    versions = RegistryVersions(registry.fetch, fresh_s=0.05)
+    first = lean(LATEST)
+    await versions.resolve(first)
+    await asyncio.sleep(0.06)
+    stale = lean(LATEST)
+    await versions.resolve(stale)  # answered from what is held; a refresh starts behind it
+    assert stale.model_config == MODEL
+    await asyncio.sleep(0.05)
+    fresh = lean(LATEST)
+    await versions.resolve(fresh)
+    assert fresh.model_config == changed and registry.fetches == 2
