@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deployments.access_feed import AccessFeed
-from deployments.admin import call_actor
+from deployments.admin_backend import call_actor
 from gateway.tenancy.backend import View
 
 

@@ -283,23 +283,6 @@ class DeploymentSettings(_Section):
     max_ongoing_requests: int | None = Field(default=None, ge=1)
     num_cpus: float | None = Field(default=None, ge=0)
 
-    def options(self) -> dict[str, Any]:
-        """Transitional (deployments.options.serve_options replaces it in the last commit)."""
-        options: dict[str, Any] = self.model_dump(exclude_none=True, exclude={"num_cpus"})
-        if self.num_cpus is not None:
-            options["ray_actor_options"] = {"num_cpus": self.num_cpus}
-        return options
-
-
-# Transitional (deployments.options.POOL_NAMES replaces it in the last commit).
-POOL_NAMES: dict[str, str] = {
-    "sim": "SimPool",
-    "openai": "OpenAIPool",
-    "azure_openai": "AzureOpenAIPool",
-    "anthropic": "AnthropicPool",
-    "bedrock": "BedrockPool",
-    "ollama": "OllamaPool",
-}
 
 # The deployments the `deployments:` section may tune, by the names serve_config.yaml gives
 # them. Which pool serves which provider type, and what each is in Serve, is deployments/'s

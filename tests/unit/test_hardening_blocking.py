@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deployments import admin as deployments_admin
+from deployments import admin_backend as deployments_admin
 from gateway.tokens import count_json_tokens, count_prompt_tokens
 from gateway.wire import ChatCompletionRequest, FunctionDef, Tool, UserMessage
 

@@ -20,8 +20,6 @@ FORBIDDEN = ("ray", "deployments")
 PENDING = {
     # RaySink belongs in deployments/, installed by each replica at start.
     "observability/metrics.py",
-    # Transitional re-exports for modules outside gateway/, removed with the lead's edits.
-    "cli/lifecycle.py",
 }
 
 
