@@ -23,7 +23,7 @@ from pathlib import Path
 from peers import MODEL, ROOT, Gateway, Skip, Target, base_env, log_tail, run_logged, wait_ready
 from procs import Tagged, free_port, spawn, stop
 
-# What `llmgw up --http-mode production` sets on a Ray it starts (gateway/cli/lifecycle.py);
+# What `llmgw up --http-mode production` sets on a Ray it starts (deployments/local_ray.py);
 # the harness sets the same on the Ray it starts itself. Default mode has none of them.
 PRODUCTION_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -95,7 +95,7 @@ class Llmgw(Gateway):
         exe = Path(sys.executable).parent / "llmgw"
         if exe.exists():
             return [str(exe)]
-        code = "import sys; from gateway.cli import main; sys.argv[0] = 'llmgw'; main()"
+        code = "import sys; from deployments.cli import main; sys.argv[0] = 'llmgw'; main()"
         return [sys.executable, "-c", code]
 
     def _env(self) -> dict[str, str]:

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
 from deployments.ingress import Ingress
+from deployments.options import POOL_NAMES, serve_options
 from deployments.pool import ProviderPool
 from deployments.router import Router
 from gateway.auth import admin_key
-from gateway.config import POOL_NAMES, load_config, store_url
+from gateway.config import load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models
 from gateway.providers.facts import load_model_facts
 
@@ -54,7 +55,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         return {
             "name": name,
             "graceful_shutdown_timeout_s": DRAIN_TIMEOUT_S,
-            **(settings.options() if settings else {}),
+            **serve_options(settings),
         }
 
     pools = {

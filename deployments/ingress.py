@@ -15,7 +15,7 @@ from ray import serve
 
 from deployments.access_actor import get_or_create_access
 from deployments.access_feed import AccessFeed
-from deployments.admin import ActorAdmin
+from deployments.admin_backend import ActorAdmin
 from deployments.placement_router import RouterInvoker
 from deployments.pool import replica_upstream
 from deployments.quota_actor import ActorLedger, get_or_create_quota_actor

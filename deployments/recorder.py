@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.registry.stats import CallSample
-from gateway.store.records import AuditEvent, UsageRecord
+from gateway.usage.records import AuditEvent, UsageRecord
 
 
 class ReplicaRecorder:

@@ -137,11 +137,11 @@ def _connect_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        from gateway.cli.lifecycle import _cluster_address
+        from deployments.local_ray import cluster_address
 
         # The cluster RAY_ADDRESS names, else the local one `llmgw up` started, else a new one.
         ray.init(
-            address=_cluster_address(),
+            address=cluster_address(),
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,

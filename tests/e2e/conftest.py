@@ -9,7 +9,7 @@ from pathlib import Path
 
 # The console script pip installed, as a user runs it; `python -m` where there is none.
 _SCRIPT = Path(sys.executable).with_name("llmgw")
-LLMGW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gateway.cli"]
+LLMGW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "deployments.cli"]
 
 
 def llmgw(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app, lifecycle
+from deployments import local_ray
+from deployments.cli import app
+from gateway.cli.client import AdminClient
 
 
 def test_a_new_local_ray_exports_metrics_on_the_chosen_port(
@@ -22,9 +24,9 @@ def test_a_new_local_ray_exports_metrics_on_the_chosen_port(
         ran.append(command)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(lifecycle.subprocess, "run", run)
-    lifecycle._start_ray("default", None)
-    lifecycle._start_ray("default", None, metrics_port=19464)
+    monkeypatch.setattr(local_ray.subprocess, "run", run)
+    local_ray.start_ray("default", None)
+    local_ray.start_ray("default", None, metrics_port=19464)
     assert "--metrics-export-port=9464" in ran[0]
     assert "--metrics-export-port=19464" in ran[1]
 
@@ -53,7 +55,7 @@ def test_status_shows_the_metrics_urls_and_provider_health(
             assert (method, path) == ("GET", "/admin/status")
             return status
 
-    monkeypatch.setattr(lifecycle.AdminClient, "from_state", classmethod(lambda cls, url: Client()))
+    monkeypatch.setattr(AdminClient, "from_state", classmethod(lambda cls, url: Client()))
     out = CliRunner().invoke(app, ["status"]).output
     assert "http://10.0.0.5:9464/metrics" in out
     lines = {line.split()[1]: line for line in out.splitlines() if line.count("│") >= 5}
