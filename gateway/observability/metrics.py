@@ -1,17 +1,18 @@
 """Where the gateway's metrics go: a small sink interface, so `gateway/` needs no Ray.
 
 Inside a Ray worker (an ingress, pool or router replica, the registry actor) the sink is
-`RaySink`, which records through `ray.util.metrics`: Ray's per-node exporter then serves every
-replica's series to one Prometheus scrape. Anywhere else it is a `MemorySink`, which tests
-read. `GatewayMetrics` turns domain events (a finished request, a circuit change, a refusal)
-into metric points, so callers never spell a metric name.
+`deployments.observability.RaySink`, which records through `ray.util.metrics`: Ray's per-node
+exporter then serves every replica's series to one Prometheus scrape. The `deployments`
+package chooses it when it is imported (`use_default_sink`); anywhere else the sink is a
+`MemorySink`, which tests read. `GatewayMetrics` turns domain events (a finished request, a
+circuit change, a refusal) into metric points, so callers never spell a metric name.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from gateway.observability.catalogue import (
@@ -90,59 +91,6 @@ class MemorySink:
     def total(self, name: str, **match: str) -> float:
         """A counter's sum, or a histogram's number of observations, over matching series."""
         return sum(v if isinstance(v, float) else len(v) for _, v in self.points(name, **match))
-
-
-class RaySink:
-    """Records through `ray.util.metrics`, creating each metric on first use."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def _metric(self, spec: MetricSpec) -> Any:
-        metric = self._metrics.get(spec.name)
-        if metric is None:
-            from ray.util import metrics as ray_metrics
-
-            with self._lock:
-                metric = self._metrics.get(spec.name)
-                if metric is None:
-                    kwargs: dict[str, Any] = {
-                        "description": spec.description,
-                        "tag_keys": spec.labels,
-                    }
-                    if spec.kind == "counter":
-                        metric = ray_metrics.Counter(spec.ray_name, **kwargs)
-                    elif spec.kind == "gauge":
-                        metric = ray_metrics.Gauge(spec.ray_name, **kwargs)
-                    else:
-                        metric = ray_metrics.Histogram(
-                            spec.ray_name, boundaries=list(spec.buckets), **kwargs
-                        )
-                    self._metrics[spec.name] = metric
-        return metric
-
-    def emit(self, spec: MetricSpec, value: float, labels: Labels) -> None:
-        metric = self._metric(spec)
-        tags = dict(labels)
-        if spec.kind == "counter":
-            if value > 0:  # Ray refuses a zero increment
-                metric.inc(value, tags=tags)
-        elif spec.kind == "gauge":
-            metric.set(value, tags=tags)
-        else:
-            metric.observe(value, tags=tags)
-
-
-def _in_ray_worker() -> bool:
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return False
-    from ray._private.worker import WORKER_MODE, global_worker
-
-    return bool(global_worker.mode == WORKER_MODE)
 
 
 class GatewayMetrics:
@@ -257,13 +205,20 @@ def _operation(endpoint: str) -> str:
 
 
 _current: GatewayMetrics | None = None
+_default_sink: Callable[[], MetricSink] = MemorySink
+
+
+def use_default_sink(factory: Callable[[], MetricSink]) -> None:
+    """What `metrics()` records into when nothing was installed: the Serve wiring sets Ray's."""
+    global _default_sink
+    _default_sink = factory
 
 
 def metrics() -> GatewayMetrics:
     """This process's metrics: through Ray inside a Ray worker, in memory elsewhere."""
     global _current
     if _current is None:
-        _current = GatewayMetrics(RaySink() if _in_ray_worker() else MemorySink())
+        _current = GatewayMetrics(_default_sink())
     return _current
 
 
