@@ -2,9 +2,10 @@
 processes, each with its own temp dir, ports and resources, and nothing shared with the test
 session's Ray or any other cluster here.
 
-Nodes run `ray start --block`, so each node's processes (GCS, raylet, agents, workers) are
-descendants of one process this module started: a node is stopped, or killed as a machine
-dies, by signalling that tree, never by `ray stop` (which stops every cluster on the machine).
+Nodes run `ray start --block` in a session of their own, so each node's processes (GCS,
+raylet, agents, workers) are that process's descendants or session members: a node is stopped,
+or killed as a machine dies, by signalling exactly those, never by `ray stop` (which stops
+every cluster on the machine).
 """
 
 from __future__ import annotations
