@@ -11,8 +11,8 @@ from ray.serve import Application
 
 from deployments.ingress import Ingress
 from deployments.options import POOL_NAMES, serve_options
+from deployments.placement_router import Router
 from deployments.pool import ProviderPool
-from deployments.router import Router
 from gateway.auth import admin_key
 from gateway.config import load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models

@@ -108,8 +108,15 @@ class Invoke(Step):
         assert ctx.decision is not None and ctx.snapshot is not None
         invoker = self.services.invoker
         if ctx.streaming:
+            # The version the route was planned on, so the pool resolves the same configs.
+            # The request crosses as the parsed object re-dumped, never the client's bytes: a
+            # custom step may have changed it (redaction, defaults) after validation.
             ctx.stream = await invoker.stream(
-                ctx.chat, ctx.decision, ctx.snapshot.providers, ctx.invocation
+                ctx.chat,
+                ctx.decision,
+                ctx.snapshot.providers,
+                ctx.invocation,
+                version=ctx.snapshot.version,
             )
             ctx.upstream_ms = ctx.stream.head.upstream_ms + _failed_upstream_ms(ctx)
             ctx.ttft_ms = ctx.stream.head.upstream_ms
@@ -121,6 +128,7 @@ class Invoke(Step):
             ctx.snapshot.providers,
             ctx.invocation,
             embeddings=ctx.embedding is not None,
+            version=ctx.snapshot.version,
         )
         ctx.upstream_ms = ctx.completed.upstream_ms + _failed_upstream_ms(ctx)
         ctx.usage = ctx.completed.usage
