@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -170,7 +170,7 @@ def main() -> int:
     errors = int(results["error"].notna().sum())
     lines = [
         "",
-        f"## Eval sweep throughput ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"## Eval sweep throughput ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
         f"`.venv/bin/python bench/bench_eval.py --calls {args.calls} --concurrency "
         f"{args.concurrency}` on {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -149,7 +149,7 @@ async def async_run(
                         lat.append(time.monotonic() - t0)
                     else:
                         errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 errors += 1
 
     t0 = time.monotonic()
@@ -210,7 +210,7 @@ async def header_sample(
                     if value is not None:
                         with contextlib.suppress(ValueError):
                             said.append(float(value) / 1000)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 errors += 1
     return {
         "requests": len(lat) + errors,

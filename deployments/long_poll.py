@@ -113,7 +113,7 @@ class ChangeSignal:
                 return False
             try:
                 await asyncio.wait_for(self._event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return ready()
         return True
 

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import html
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -276,7 +276,7 @@ def render_html(comparison: Comparison, title: str | None = None) -> str:
     )
     sections = [
         f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Generated {_e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}'
+        f'<p class="meta">Generated {_e(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))}'
         f" · primary scorer <b>{_e(primary)}</b> · intervals: bootstrap over cases (a case's "
         "repeats and prompts move together), Wilson for one pass/fail outcome per case · "
         "pairs: paired bootstrap, sign-flip or McNemar test, Holm-adjusted</p>",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from enum import Enum
+from datetime import UTC
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,7 +40,7 @@ RunsDirOption = Annotated[
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
@@ -235,7 +236,7 @@ def publish_command(
 ) -> None:
     """Write each model's quality on the use case (mean, 95% interval, cases, run) into the
     registry, where the `quality` strategy reads it: `llmgw models show MODEL` shows it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from urllib.parse import quote
 
     from gateway.cli.client import AdminClient
@@ -245,7 +246,7 @@ def publish_command(
     if use_case is None:
         raise CLIError("which use case did this run measure? pass --use-case (chat, ...)")
     client = AdminClient.from_state(url)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     figures = comparison.models[comparison.models["scorer"] == comparison.primary]
     for r in figures.to_dict("records"):
         name = _published_name(comparison, r["system"])

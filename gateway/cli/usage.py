@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -19,7 +19,7 @@ from gateway.cli.output import console, friendly
 _TOTALS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"

@@ -169,7 +169,7 @@ class ImageFetcher:
             raise InvalidRequestError("image_url must be a data: or http(s) URL", param="messages")
         try:
             return await asyncio.wait_for(self._follow(httpx2.URL(url)), self.timeout_s)
-        except (_Refused, httpx2.HTTPError, OSError, ValueError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, _Refused, httpx2.HTTPError, OSError, ValueError) as exc:
             logger.info("image_url refused: %s: %s", type(exc).__name__, exc)
             raise _unfetchable() from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.usage.codec import Record, encode, kind_of
@@ -22,9 +22,9 @@ class DeadLetter:
     def put(self, record: Record, reason: str) -> Path:
         """Keep `record` aside with why the store refused it; returns the file it went to."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.directory / f"{kind_of(record)}-{day}.jsonl"
-        line = encode(record, reason=reason[:2000], refused_at=datetime.now(timezone.utc))
+        line = encode(record, reason=reason[:2000], refused_at=datetime.now(UTC))
         with self._lock, open(path, "ab") as handle:
             handle.write(line)
             handle.flush()

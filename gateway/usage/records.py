@@ -8,13 +8,13 @@ the store hands them back the same way from SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
 def utcnow() -> datetime:
     """Now, as an aware UTC datetime (the only kind the store accepts and returns)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.store import AuditEvent, Store
@@ -55,7 +55,7 @@ def parse_time(value: str | None, name: str) -> datetime | None:
             f"'{name}' must be an ISO date or date-time (2026-12-01 or 2026-12-01T09:00Z),"
             f" not '{value}'"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def usage_frame(

@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -45,7 +45,7 @@ def chat(url: str, model: str, request_id: str) -> httpx.Response:
 
 
 def test_llmgw_usage_reports_what_was_served(gateway: str) -> None:
-    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    since = datetime.now(UTC).isoformat(timespec="seconds")
     served = {}
     for n, model in enumerate(["sim-fast", "sim-fast", "sim-smart"]):
         sent = f"e2e-usage-{n}" if n else "not a usable id"
@@ -78,7 +78,7 @@ def test_llmgw_usage_reports_what_was_served(gateway: str) -> None:
     table = llmgw("usage", "--since", since, "--by", "provider,day", "--format", "csv").stdout
     (row,) = list(csv.DictReader(io.StringIO(table)))
     assert row["provider"] == "sim" and row["requests"] == "3"
-    assert row["day"] == datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert row["day"] == datetime.now(UTC).strftime("%Y-%m-%d")
     assert "sim-smart" in llmgw("usage", "--since", since).stdout  # the table
     refused = llmgw("usage", "--by", "week", check=False)
     assert refused.returncode == 1 and "cannot group usage by 'week'" in refused.stderr

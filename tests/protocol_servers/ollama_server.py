@@ -10,7 +10,7 @@ import asyncio
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -62,7 +62,7 @@ ROLES = {"system", "user", "assistant", "tool"}
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class OllamaServer(ProtocolServer):

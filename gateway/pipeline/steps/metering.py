@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -147,7 +147,7 @@ class Audit(Step):
 
 def started_at(ctx: RequestContext) -> datetime:
     """When the request arrived, as the store keeps times."""
-    return datetime.fromtimestamp(ctx.started_at, timezone.utc)
+    return datetime.fromtimestamp(ctx.started_at, UTC)
 
 
 def fallbacks(attempts: list[Attempt]) -> int:

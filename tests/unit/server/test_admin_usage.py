@@ -4,7 +4,7 @@ what (admin: everything; `usage:read`: its own tenant's usage only; no audit).""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,8 +23,8 @@ ADMIN_KEY = "sk-llmgw-test-admin-key-0123456789"
 READER_KEY = "sk-llmgw-acme-usage-reader-0123456789"
 CALLER_KEY = "sk-llmgw-acme-inference-only-0123456789"
 BASE = "http://gateway.test"
-DAY1 = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
-DAY2 = datetime(2026, 12, 2, 10, tzinfo=timezone.utc)
+DAY1 = datetime(2026, 12, 1, 10, tzinfo=UTC)
+DAY2 = datetime(2026, 12, 2, 10, tzinfo=UTC)
 
 
 @pytest.fixture

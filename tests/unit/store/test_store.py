@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -125,7 +125,7 @@ def usage(request_id: str, **fields: object) -> UsageRecord:
 
 
 def test_usage_is_written_in_batches_and_read_back(store: Store) -> None:
-    at = datetime(2026, 8, 21, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    at = datetime(2026, 8, 21, 12, 0, 0, 123456, tzinfo=UTC)
     record = usage(
         "req-1",
         at=at,
@@ -152,13 +152,13 @@ def test_timestamps_come_back_aware_utc(store: Store) -> None:
     store.write_usage([usage("r", at=local)])
     (row,) = store.list_usage()
     assert row.at == local
-    assert row.at.tzinfo == timezone.utc
+    assert row.at.tzinfo == UTC
     with pytest.raises(Exception, match="naive datetime"):
         store.write_usage([usage("naive", at=datetime(2026, 8, 21))])
 
 
 def test_usage_summary_groups_and_filters(store: Store) -> None:
-    t0 = datetime(2026, 8, 21, tzinfo=timezone.utc)
+    t0 = datetime(2026, 8, 21, tzinfo=UTC)
     store.write_usage(
         [
             usage("1", at=t0, prompt_tokens=10, completion_tokens=1, cost_usd=0.5, latency_ms=10),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from gateway.store import AuditEvent, Store, UsageRecord
 
-T0 = datetime(2026, 11, 30, 22, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 
 
 def usage(request_id: str, **fields: object) -> UsageRecord:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from gateway.store import Store, UsageRecord
 from gateway.usage.reports import parse_by, parse_time, usage_frame
 
-T0 = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_parsing_names_what_is_wrong() -> None:
     assert parse_by(None) == ("tenant", "model")
     with pytest.raises(ValueError, match="cannot group usage by 'week'"):
         parse_by("week")
-    assert parse_time("2026-12-01", "since") == datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert parse_time("2026-12-01", "since") == datetime(2026, 12, 1, tzinfo=UTC)
     assert parse_time("2026-12-01T10:00+01:00", "since") == T0
     with pytest.raises(ValueError, match="'until' must be an ISO date"):
         parse_time("tomorrow", "until")

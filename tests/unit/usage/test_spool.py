@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from gateway.store import AuditEvent, UsageRecord
 from gateway.usage.spool import Spool, SpoolBusyError
 
-AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone.utc)
+AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
 def records(prefix: str, n: int) -> list[UsageRecord | AuditEvent]:
