@@ -3,8 +3,11 @@
 `serve deploy` with only a changed `user_config` calls `reconfigure` on the running replicas
 instead of replacing them, so these apply without a restart or a dropped request. Each
 deployment's `reconfigure` is one line that hands its `user_config` to a function here, which
-validates it (the file is the operator's, and a typo must fail loudly, not half-apply) and
-applies it. What needs new replicas (the gateway config, ray_actor_options) is not here.
+validates it and applies it whole, or refuses it whole. A refused user_config is logged as an
+error naming each bad field and changes nothing: raising instead would make Serve replace the
+replicas, each of which would refuse it again, and leave the deployment with none (measured
+with Ray 2.60: a pool at DEPLOY_FAILED, no replica, every call failing). What needs new
+replicas (the gateway config, ray_actor_options) is not here.
 
 Check a serve_config before deploying it:  python -m deployments.live_settings serve_config.yaml
 """
@@ -18,14 +21,14 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployments.options import POOL_NAMES
 from gateway.errors import ServiceUnavailableError
-from gateway.observability.logs import LOGGERS
+from gateway.observability.logs import LOGGERS, configure_json_logs
 from gateway.pipeline.upstream import Upstream, UpstreamCall
 from gateway.providers.framing import Completed, StreamItem
 
@@ -74,6 +77,9 @@ class RouterSettings(LiveSettings):
     """The Router's live settings."""
 
 
+S = TypeVar("S", bound=LiveSettings)
+
+
 # The user_config model of each deployment the app builder creates.
 SETTINGS: dict[str, type[LiveSettings]] = {
     "Ingress": IngressSettings,
@@ -82,14 +88,33 @@ SETTINGS: dict[str, type[LiveSettings]] = {
 }
 
 
+def _described(error: ValidationError) -> list[str]:
+    """Each refused field as `field: why`, never its value."""
+    return [
+        f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
+        for item in error.errors()
+    ]
+
+
+def _validated(model: type[S], name: str, user_config: Any) -> S | None:
+    try:
+        return model.model_validate(user_config or {})
+    except ValidationError as error:
+        problems = "; ".join(_described(error))
+        logger.error("%s user_config refused, settings unchanged: %s", name, problems)
+        return None
+
+
 def _apply_logging(settings: LiveSettings) -> None:
     for name in LOGGERS:
         logging.getLogger(name).setLevel(settings.log_level)
 
 
-async def reconfigure_ingress(user_config: Mapping[str, Any]) -> IngressSettings:
+async def reconfigure_ingress(user_config: Any) -> IngressSettings | None:
     """`Ingress.reconfigure`: log level and the per-call access line."""
-    settings = IngressSettings.model_validate(user_config)
+    settings = _validated(IngressSettings, "Ingress", user_config)
+    if settings is None:
+        return None
     _apply_logging(settings)
     # The access logger's own level gates its lines whatever the gateway's level is.
     logging.getLogger("llmgw.access").setLevel(logging.NOTSET if settings.access_log else 100)
@@ -97,21 +122,30 @@ async def reconfigure_ingress(user_config: Mapping[str, Any]) -> IngressSettings
     return settings
 
 
-async def reconfigure_router(user_config: Mapping[str, Any]) -> RouterSettings:
+async def reconfigure_router(user_config: Any) -> RouterSettings | None:
     """`Router.reconfigure`: log level."""
-    settings = RouterSettings.model_validate(user_config)
+    configure_json_logs()
+    settings = _validated(RouterSettings, "Router", user_config)
+    if settings is None:
+        return None
     _apply_logging(settings)
     logger.info("router settings applied: %s", settings.model_dump())
     return settings
 
 
-async def reconfigure_pool(pool: Any, user_config: Mapping[str, Any]) -> PoolSettings:
+async def reconfigure_pool(pool: Any, user_config: Any) -> PoolSettings | None:
     """`ProviderPool.reconfigure`: log level and the bound on concurrent upstream calls.
 
-    The pool's `upstream` is wrapped once in a `BoundedUpstream`; later calls resize its
+    A pool (and the Router) logs JSON lines to the real stderr from here on, as the ingress
+    does: Serve's replica log would buffer its lines and drop those under WARNING. The pool's
+    `upstream` is wrapped once in a `BoundedUpstream`; later calls resize its
     limits in place, so calls already waiting keep their place in line.
     """
-    settings = PoolSettings.model_validate(user_config)
+    configure_json_logs()
+    name = POOL_NAMES.get(getattr(pool, "provider_type", ""), "ProviderPool")
+    settings = _validated(PoolSettings, name, user_config)
+    if settings is None:
+        return None
     _apply_logging(settings)
     if not isinstance(pool.upstream, BoundedUpstream):
         pool.upstream = BoundedUpstream(pool.upstream)
@@ -218,8 +252,8 @@ class BoundedUpstream:
 
 
 def check_serve_config(config: Mapping[str, Any]) -> list[str]:
-    """What is wrong with the user_configs of a serve_config's llmgw deployments (Serve
-    would only find out in the replicas, as a failed deploy)."""
+    """What is wrong with the user_configs of a serve_config's llmgw deployments (the
+    replicas would log and ignore such a user_config)."""
     problems = []
     for app in config.get("applications") or []:
         for deployment in app.get("deployments") or []:
@@ -233,9 +267,7 @@ def check_serve_config(config: Mapping[str, Any]) -> list[str]:
             try:
                 model.model_validate(deployment["user_config"] or {})
             except ValidationError as error:
-                for item in error.errors():
-                    field = ".".join(str(part) for part in item["loc"])
-                    problems.append(f"deployments.{name}.user_config.{field}: {item['msg']}")
+                problems += [f"deployments.{name}.user_config.{p}" for p in _described(error)]
     return problems
 
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
+from deployments import live_settings
 from deployments.live_settings import (
     BoundedUpstream,
     CallLimit,
@@ -19,6 +19,15 @@ from deployments.live_settings import (
     reconfigure_router,
 )
 from gateway.errors import ServiceUnavailableError
+
+
+@pytest.fixture(autouse=True)
+def json_logs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Pools and the Router set up their own JSON handlers; here that is only recorded, so
+    this process's loggers keep propagating to pytest's capture."""
+    calls: list[str] = []
+    monkeypatch.setattr(live_settings, "configure_json_logs", lambda: calls.append("json"))
+    return calls
 
 
 class SlowUpstream:
@@ -168,11 +177,36 @@ async def test_log_level_and_access_log_apply_to_the_gateway_loggers() -> None:
 
 @pytest.mark.parametrize(
     "user_config",
-    [{"log_level": "LOUD"}, {"max_concurrent_calls": 0}, {"queue_timeout_s": -1}, {"x": 1}],
+    [{"log_level": "LOUD"}, {"max_concurrent_calls": 0}, {"queue_timeout_s": -1}, {"x": 1}, [3]],
 )
-async def test_a_bad_pool_user_config_is_refused_and_changes_nothing(user_config: dict) -> None:
+async def test_a_bad_pool_user_config_is_logged_and_changes_nothing(
+    user_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Raising would make Serve replace the replicas, which refuse it again: no replica left.
     pool = Pool()
-    await reconfigure_pool(pool, {"max_concurrent_calls": 3})
-    with pytest.raises(ValidationError):
-        await reconfigure_pool(pool, user_config)
-    assert pool.upstream.bound == 3
+    pool.provider_type = "sim"
+    await reconfigure_pool(pool, {"max_concurrent_calls": 3, "log_level": "WARNING"})
+    try:
+        with caplog.at_level(logging.ERROR, logger="llmgw.live"):
+            assert await reconfigure_pool(pool, user_config) is None
+        assert pool.upstream.bound == 3
+        assert logging.getLogger("llmgw").level == logging.WARNING
+        (record,) = [r for r in caplog.records if r.name == "llmgw.live"]
+        assert record.getMessage().startswith("SimPool user_config refused, settings unchanged")
+    finally:
+        logging.getLogger("llmgw").setLevel(logging.NOTSET)
+
+
+async def test_pools_and_the_router_log_on_their_own_the_ingress_as_configured(
+    json_logs: list[str],
+) -> None:
+    await reconfigure_ingress({})
+    assert json_logs == []
+    await reconfigure_pool(Pool(), {})
+    await reconfigure_router({})
+    assert json_logs == ["json", "json"]
+
+
+async def test_a_bad_ingress_or_router_user_config_changes_nothing() -> None:
+    assert await reconfigure_ingress({"access_log": "sometimes"}) is None
+    assert await reconfigure_router({"log_level": 5}) is None
