@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
 from deployments.ingress import Ingress
+from deployments.live_settings import SETTINGS
 from deployments.options import POOL_NAMES, serve_options
 from deployments.placement_router import Router
 from deployments.pool import ProviderPool
 from gateway.auth import admin_key
-from gateway.config import load_config, store_url
+from gateway.config import GatewayConfig, load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models
 from gateway.providers.facts import load_model_facts
 
@@ -24,6 +25,8 @@ APP_NAME = "llmgw"
 # How long a stopping replica (ingress or pool) waits for its in-flight requests, streams
 # included, before Serve stops it anyway: the bound on a graceful `llmgw down` or SIGTERM.
 DRAIN_TIMEOUT_S = 30.0
+# A deployment the config does not use: no replica, and none started unless a call arrives.
+UNUSED: dict[str, int] = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1}
 
 
 class AppArgs(BaseModel):
@@ -35,7 +38,12 @@ class AppArgs(BaseModel):
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
-    """The bound gateway: an ingress over one pool per provider type the config uses."""
+    """The bound gateway: an ingress over one pool per provider type and a Router.
+
+    Every deployment the app can have is bound, so one serve_config.yaml may set options for
+    all of them; those the config does not use (a provider type it has no provider of, or
+    runs inline; the Router unless `routing.placement: router`) start with zero replicas.
+    """
     parsed = AppArgs.model_validate(args or {})
     if parsed.config is None:
         # The built-in sim models, plus each provider whose credentials are in the environment.
@@ -48,26 +56,46 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     key = admin_key(config.auth.admin_key_env)
     if key.generated:
         logger.warning("generated an admin key, saved in %s (mode 0600)", key.path)
-    inline = set(config.server.inline_providers)
+    used = used_deployments(config)
 
     def options(name: str) -> dict[str, Any]:
-        settings = config.deployments.get(name)
-        return {
+        base = {
             "name": name,
             "graceful_shutdown_timeout_s": DRAIN_TIMEOUT_S,
-            **serve_options(settings),
+            "user_config": SETTINGS[name]().model_dump(),
         }
+        settings = config.deployments.get(name)
+        if name not in used:
+            if settings is not None:
+                logger.warning("deployments.%s is set but the config does not use it", name)
+            return {**base, "autoscaling_config": UNUSED}
+        return {**base, **serve_options(settings)}
 
     pools = {
-        kind: ProviderPool.options(**options(POOL_NAMES[kind])).bind(kind)
-        for kind in sorted({p.type for p in config.providers} - inline)
+        kind: ProviderPool.options(**options(name)).bind(kind) for kind, name in POOL_NAMES.items()
     }
-    router = None
-    if config.routing.placement == "router":
-        router = Router.options(**options("Router")).bind(config, pools)
+    router = Router.options(**options("Router")).bind(config, pools)
     providers = [status._asdict() for status in report]
     ingress = Ingress.options(**options("Ingress"))
     return ingress.bind(config, pools, key.hash, store_url(config), router, providers)
+
+
+def used_deployments(config: GatewayConfig) -> set[str]:
+    """The deployments this config sends calls to: the ingress, the pool of each provider
+    type it has (unless that type runs inline), and the Router if fallback chains run there."""
+    inline = set(config.server.inline_providers)
+    used = {"Ingress"} | {POOL_NAMES[p.type] for p in config.providers if p.type not in inline}
+    if config.routing.placement == "router":
+        used.add("Router")
+    return used
+
+
+def __getattr__(name: str) -> Application:
+    """`app`: the app built from the default config, for `serve build deployments.app:app`
+    (which wants an application, not a builder); built on first use, not on import."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def teardown(timeout_s: float = 30.0) -> None:

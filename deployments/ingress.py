@@ -16,6 +16,7 @@ from ray import serve
 from deployments.access_actor import get_or_create_access
 from deployments.access_feed import AccessFeed
 from deployments.admin_backend import ActorAdmin
+from deployments.live_settings import reconfigure_ingress
 from deployments.placement_router import RouterInvoker
 from deployments.pool import replica_upstream
 from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
@@ -69,7 +70,7 @@ class Ingress:
             reconnect=lambda: get_or_create_usage_writer(store_url),
         )
         recorder = ReplicaRecorder(self.feed, self.sink)
-        if router is None:
+        if config.routing.placement != "router":
             circuits = CircuitBoard(config.routing.circuit)
             upstream = replica_upstream(pools, config.server.inline_providers)
             invoker: Any = Invoker(upstream, config.routing, circuits)
@@ -88,6 +89,9 @@ class Ingress:
         self.runtime = GatewayRuntime.build(
             services, ActorAdmin(registry, self.feed, providers or []), ActorTenancy(self.access)
         )
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        await reconfigure_ingress(user_config)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self.runtime, request_ids=False)

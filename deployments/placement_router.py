@@ -15,6 +15,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.live_settings import reconfigure_router
 from deployments.pool import RAY_ERRORS, direct, relay, replica_upstream, unwrap
 from deployments.registry_versions import Fetch, RegistryVersions, mismatch, registry_fetch
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
@@ -84,6 +85,9 @@ class Router:
         upstream = replica_upstream(pools, config.server.inline_providers)
         self.invoker = Invoker(upstream, config.routing, circuits)
         self.versions = RegistryVersions(fetch or registry_fetch())
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        await reconfigure_router(user_config)
 
     async def _planned(
         self, call: ChainCall

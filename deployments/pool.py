@@ -17,6 +17,7 @@ from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskErr
 from ray.exceptions import TaskCancelledError as RayTaskCancelledError
 from ray.serve.exceptions import BackPressureError, RayServeException
 
+from deployments.live_settings import reconfigure_pool
 from deployments.registry_versions import Fetch, RegistryVersions, registry_fetch
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
@@ -34,6 +35,9 @@ class ProviderPool:
         self.upstream = LocalUpstream()
         self.versions = RegistryVersions(fetch or registry_fetch())
         self.ongoing = 0  # calls accepted and not yet answered: the pool's queue depth
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        await reconfigure_pool(self, user_config)
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
