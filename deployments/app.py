@@ -6,16 +6,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray.serve import Application
 
 from deployments.ingress import Ingress
-from deployments.live_settings import SETTINGS
+from deployments.live_settings import SETTINGS, LiveSettings
 from deployments.options import POOL_NAMES, serve_options
 from deployments.placement_router import Router
 from deployments.pool import ProviderPool
 from gateway.auth import admin_key
-from gateway.config import GatewayConfig, load_config, store_url
+from gateway.config import ConfigError, DeploymentSettings, GatewayConfig, load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models
 from gateway.providers.facts import load_model_facts
 
@@ -59,12 +59,12 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     used = used_deployments(config)
 
     def options(name: str) -> dict[str, Any]:
+        settings = config.deployments.get(name)
         base = {
             "name": name,
             "graceful_shutdown_timeout_s": DRAIN_TIMEOUT_S,
-            "user_config": SETTINGS[name]().model_dump(),
+            "user_config": live_settings(name, settings).model_dump(),
         }
-        settings = config.deployments.get(name)
         if name not in used:
             if settings is not None:
                 logger.warning("deployments.%s is set but the config does not use it", name)
@@ -78,6 +78,20 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     providers = [status._asdict() for status in report]
     ingress = Ingress.options(**options("Ingress"))
     return ingress.bind(config, pools, key.hash, store_url(config), router, providers)
+
+
+def live_settings(name: str, settings: DeploymentSettings | None) -> LiveSettings:
+    """A deployment's starting `user_config`: its defaults, with what the config's
+    `deployments.<name>.user_config` sets, checked as a redeploy would check it."""
+    given = settings.user_config if settings is not None else None
+    try:
+        return SETTINGS[name].model_validate(given or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"deployments.{name}.user_config.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
 
 
 def used_deployments(config: GatewayConfig) -> set[str]:

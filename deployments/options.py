@@ -22,7 +22,9 @@ def serve_options(settings: DeploymentSettings | None) -> dict[str, Any]:
     """Keyword arguments for `Deployment.options` from one deployment's config settings."""
     if settings is None:
         return {}
-    options: dict[str, Any] = settings.model_dump(exclude_none=True, exclude={"num_cpus"})
+    options: dict[str, Any] = settings.model_dump(
+        exclude_none=True, exclude={"num_cpus", "user_config"}
+    )
     if settings.num_cpus is not None:
         options["ray_actor_options"] = {"num_cpus": settings.num_cpus}
     return options

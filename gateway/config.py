@@ -282,6 +282,10 @@ class DeploymentSettings(_Section):
     autoscaling_config: dict[str, Any] | None = None
     max_ongoing_requests: int | None = Field(default=None, ge=1)
     num_cpus: float | None = Field(default=None, ge=0)
+    # The live settings serve_config.yaml's `user_config` holds (log_level, a pool's
+    # max_concurrent_calls, ...); checked against the deployment's own model when the app is
+    # built, since what each deployment accepts is the Serve wiring's (deployments/).
+    user_config: dict[str, Any] | None = None
 
 
 # The deployments the `deployments:` section may tune, by the names serve_config.yaml gives

@@ -125,3 +125,36 @@ def test_a_bad_user_config_is_named_before_deploying(tmp_path: Path) -> None:
     assert "deployments.Ingress.user_config.log_level" in done.stderr
     assert "deployments.OllamaPool.user_config.max_concurrent_calls" in done.stderr
     assert "deployments.OllamaPool.user_config.bogus" in done.stderr
+
+
+def test_the_configs_deployments_section_sets_a_starting_user_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`llmgw up` has no serve_config.yaml: its live settings come from `deployments:`."""
+    from ray.serve._private.build_app import build_app as build_deployments
+
+    from deployments.app import build_app
+    from gateway.config import ConfigError
+
+    def built(user_config: dict) -> dict[str, dict]:
+        path = tmp_path / "gateway.yaml"
+        config = {
+            "providers": [{"name": "sim", "type": "sim"}],
+            "models": [{"name": "sim-fast", "provider": "sim"}],
+            "deployments": {"SimPool": {"user_config": user_config}},
+        }
+        path.write_text(yaml.safe_dump(config))
+        built = build_deployments(build_app({"config": str(path)}), name="llmgw")
+        return {d.name: d for d in built.deployments}
+
+    monkeypatch.setenv("LLMGW_ADMIN_KEY", "sk-llmgw-build-0123456789abcdef012345")
+    deployments = built({"max_concurrent_calls": 3, "log_level": "DEBUG"})
+    assert deployments["SimPool"].user_config["max_concurrent_calls"] == 3
+    assert deployments["SimPool"].user_config["log_level"] == "DEBUG"
+    assert deployments["OpenAIPool"].user_config["max_concurrent_calls"] is None
+    with pytest.raises(
+        ConfigError, match=r"deployments\.SimPool\.user_config\.max_concurrent_calls"
+    ):
+        built({"max_concurrent_calls": 0})
+    with pytest.raises(ConfigError, match=r"deployments\.SimPool\.user_config\.no_such"):
+        built({"no_such": 1})
