@@ -90,9 +90,17 @@ class AccessActor:
 
 
 def get_or_create_access(
-    store_url: str, *, name: str = ACCESS_NAME, namespace: str = NAMESPACE
+    store_url: str,
+    *,
+    name: str = ACCESS_NAME,
+    namespace: str = NAMESPACE,
+    resources: Mapping[str, float] | None = None,
 ) -> ActorHandle:
     """The cluster's access actor, started (detached) by the first caller."""
     return AccessActor.options(
-        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        **({"resources": resources} if resources else {}),
     ).remote(store_url)

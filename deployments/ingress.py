@@ -54,21 +54,20 @@ class Ingress:
     ) -> None:
         if config.observability.json_logs:
             configure_json_logs()
-        registry = get_or_create_registry(config, store_url)
+        # The named actors go where `actors.resources` says (nodes that stay, on a cluster).
+        placed = {"resources": config.actors.resources}
+        registry = get_or_create_registry(config, store_url, **placed)
         self.feed = SnapshotFeed(
             registry,
-            reconnect=lambda: get_or_create_registry(config, store_url),
+            reconnect=lambda: get_or_create_registry(config, store_url, **placed),
             prepare=lambda snapshot: prepare(snapshot, config.routing),
         )
         await self.feed.start()
-        self.access = AccessFeed(
-            get_or_create_access(store_url), reconnect=lambda: get_or_create_access(store_url)
-        )
+        access = lambda: get_or_create_access(store_url, **placed)  # noqa: E731
+        self.access = AccessFeed(access(), reconnect=access)
         await self.access.start()
-        self.sink = UsageSink(
-            get_or_create_usage_writer(store_url),
-            reconnect=lambda: get_or_create_usage_writer(store_url),
-        )
+        writer = lambda: get_or_create_usage_writer(store_url, **placed)  # noqa: E731
+        self.sink = UsageSink(writer(), reconnect=writer)
         recorder = ReplicaRecorder(self.feed, self.sink)
         if config.routing.placement != "router":
             circuits = CircuitBoard(config.routing.circuit)
@@ -76,7 +75,7 @@ class Ingress:
             invoker: Any = Invoker(upstream, config.routing, circuits)
         else:
             invoker = RouterInvoker(router, config.routing)
-        quota_actor = lambda: get_or_create_quota_actor(store_url)  # noqa: E731
+        quota_actor = lambda: get_or_create_quota_actor(store_url, **placed)  # noqa: E731
         self.quotas = LeaseBook(ActorLedger(quota_actor(), reconnect=quota_actor))
         services = Services(
             config=config,

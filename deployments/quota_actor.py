@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -76,11 +76,19 @@ class QuotaActor:
 
 
 def get_or_create_quota_actor(
-    store_url: str, *, name: str = QUOTA_NAME, namespace: str = NAMESPACE
+    store_url: str,
+    *,
+    name: str = QUOTA_NAME,
+    namespace: str = NAMESPACE,
+    resources: Mapping[str, float] | None = None,
 ) -> ActorHandle:
     """The cluster's quota actor, started (detached) by the first caller."""
     return QuotaActor.options(
-        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        **({"resources": resources} if resources else {}),
     ).remote(store_url)
 
 

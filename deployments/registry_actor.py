@@ -49,6 +49,7 @@ class RegistryActor:
         config: GatewayConfig | None,
         store_url: str,
         stats_interval_s: float = 1.0,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         store = Store(store_url)
         store.migrate()
@@ -224,11 +225,16 @@ def get_or_create_registry(
     name: str = REGISTRY_NAME,
     namespace: str = NAMESPACE,
     stats_interval_s: float = 1.0,
+    resources: Mapping[str, float] | None = None,
 ) -> ActorHandle:
     """The cluster's registry actor, started (detached) by the first caller.
 
     A running actor ignores `config`; call its `apply_config` to apply a changed file.
     """
     return RegistryActor.options(
-        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        **({"resources": resources} if resources else {}),
     ).remote(config, store_url, stats_interval_s)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,19 @@ def _extend(queue: deque[Any], items: Sequence[Any]) -> int:
 
 
 def get_or_create_usage_writer(
-    store_url: str, *, name: str = WRITER_NAME, namespace: str = NAMESPACE
+    store_url: str,
+    *,
+    name: str = WRITER_NAME,
+    namespace: str = NAMESPACE,
+    resources: Mapping[str, float] | None = None,
 ) -> ActorHandle:
     """The cluster's usage writer, started (detached) by the first caller."""
     return UsageWriter.options(
-        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        **({"resources": resources} if resources else {}),
     ).remote(store_url, name=name)
 
 

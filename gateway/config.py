@@ -288,6 +288,17 @@ class DeploymentSettings(_Section):
     user_config: dict[str, Any] | None = None
 
 
+class ActorSettings(_Section):
+    """Where the gateway's named actors run (registry, access, quota, usage writer).
+
+    They hold the cluster's state and the usage spool, so on a cluster they belong on nodes
+    that stay (the head, or an ingress group the autoscaler never removes): give them a
+    custom resource those nodes advertise, e.g. `resources: {ingress_node: 0.001}`.
+    """
+
+    resources: dict[str, float] = Field(default_factory=dict)
+
+
 # The deployments the `deployments:` section may tune, by the names serve_config.yaml gives
 # them. Which pool serves which provider type, and what each is in Serve, is deployments/'s
 # (deployments/options.py); a test holds the two in step.
@@ -363,6 +374,7 @@ class GatewayConfig(_Section):
     deployments: dict[str, DeploymentSettings] = Field(default_factory=dict)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    actors: ActorSettings = Field(default_factory=ActorSettings)
 
     @property
     def source(self) -> str | None:
