@@ -15,6 +15,7 @@ One instance per provider per replica holds one pooled client.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, ClassVar
@@ -46,7 +47,7 @@ _LACKING = {
 }
 
 
-class Provider:
+class Provider(ABC):
     """One configured upstream of one type; subclasses set `type`, `supports` and `refuses`
     from the type's row in `gateway.providers.support.SUPPORT` (routing reads the same row)
     and fill the hooks below."""
@@ -133,7 +134,7 @@ class Provider:
         """Models the upstream reports as installed (Ollama); most providers report none."""
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - adapters without a client have nothing to close
         """Close the pooled client."""
 
     def _check_declared(
@@ -160,35 +161,35 @@ class Provider:
 
     # ----------------------------------------------------------------- hooks: chat
 
+    @abstractmethod
     async def _convert_completion_params(
         self, request: ChatCompletionRequest, model: ModelConfig, *, stream: bool
     ) -> Any:
         """Our request as the SDK call's arguments."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _create_completion(self, params: Any, model: ModelConfig) -> Any:
         """The SDK's non-streaming call."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _convert_completion_response(
         self, response: Any, request: ChatCompletionRequest, model: ModelConfig
     ) -> ChatCompletion:
         """The SDK's answer as ours, with our model name; JSON-mode answers checked."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _create_stream(self, params: Any, model: ModelConfig) -> Any:
         """The SDK's streaming call, opened: an async iterable of the upstream's events."""
-        raise NotImplementedError
 
     def _stream_state(self, request: ChatCompletionRequest) -> StreamState:
         """What this adapter tracks while it reads one stream."""
         return StreamState(request, self.name)
 
+    @abstractmethod
     def _convert_completion_chunk_response(
         self, event: Any, chunks: ChunkStream, state: StreamState
     ) -> list[ChatCompletionChunk]:
         """Our chunks for one upstream event; sets `state.finished` on the completion signal."""
-        raise NotImplementedError
 
     def _stream_done(self, state: StreamState) -> bool:
         """Whether the stream ended complete: the upstream's completion signal and its usage."""
