@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -296,7 +297,7 @@ class ActorSettings(_Section):
     custom resource those nodes advertise, e.g. `resources: {ingress_node: 0.001}`.
     """
 
-    resources: dict[str, float] = Field(default_factory=dict)
+    resources: dict[str, PositiveFloat] = Field(default_factory=dict)
 
 
 # The deployments the `deployments:` section may tune, by the names serve_config.yaml gives

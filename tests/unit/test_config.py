@@ -57,6 +57,7 @@ def _error(tmp_path: Path, text: str) -> str:
         ("routing: {strategy: fastest}", "routing.strategy: expected 'capability'"),
         ("deployments: {Ingres: {num_replicas: 2}}", "deployments.Ingres: expected one of Ingress"),
         ("deployments: {Ingress: {num_replicas: 0}}", "deployments.Ingress.num_replicas: expected"),
+        ("actors: {resources: {ingress_node: -1}}", "actors.resources.ingress_node: expected"),
         ("- just\n- a list", "expected a mapping at the top level"),
         ("providers: [", "not valid YAML"),
     ],
