@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
+import aiohttp
 import httpx2
 
 from gateway.config import ModelConfig, ProviderConfig
@@ -44,6 +45,11 @@ ERROR_TYPE_STATUS = {
     "overloaded_error": 529,
 }
 _CUT = (httpx2.RemoteProtocolError, httpx2.ReadError)
+# The aiohttp transport (`transport.pooled_client`) maps its errors onto httpx2's coarsely
+# (a refused connection becomes a connect *timeout*), so the aiohttp error at the root of
+# the chain decides: what timed out, what never connected, what was cut mid-answer.
+_AIOHTTP_TIMEOUTS = (aiohttp.ServerTimeoutError, aiohttp.SocketTimeoutError)
+_AIOHTTP_CUT = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
 
 
 class StainlessProvider(Provider):
@@ -87,6 +93,13 @@ def stainless_error(sdk: ModuleType, provider: str, exc: Exception) -> GatewayEr
     """The taxonomy error for anything a Stainless SDK or its httpx2 transport raised."""
     if isinstance(exc, GatewayError):
         return exc
+    root = _aiohttp_root(exc)
+    if isinstance(root, _AIOHTTP_TIMEOUTS):
+        return timeout_error(provider)
+    if isinstance(root, _AIOHTTP_CUT):
+        return cut_error(provider)
+    if isinstance(root, aiohttp.ClientConnectionError):
+        return connection_error(provider, exc)
     if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
         return timeout_error(provider)
     if isinstance(exc, sdk.APIConnectionError):
@@ -112,6 +125,16 @@ def stainless_error(sdk: ModuleType, provider: str, exc: Exception) -> GatewayEr
     if isinstance(exc, httpx2.TransportError):
         return connection_error(provider, exc)
     raise exc
+
+
+def _aiohttp_root(exc: BaseException) -> BaseException | None:
+    """The aiohttp error an SDK error (through httpx2's) was raised from, if any."""
+    cause: BaseException | None = exc
+    for _ in range(4):
+        cause = cause.__cause__ if cause is not None else None
+        if isinstance(cause, aiohttp.ClientError):
+            return cause
+    return None
 
 
 def _status_error(

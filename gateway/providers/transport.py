@@ -1,10 +1,15 @@
-"""The pooled HTTP client the httpx2-based SDKs (openai, anthropic) share the shape of, timed
-at the wire. httpx2 is the adapters' one HTTP stack (the image fetcher uses it too); Ollama's
-SDK builds its own httpx client from keyword arguments, and boto3 has urllib3.
+"""The pooled HTTP client the Stainless SDKs (openai, anthropic) run on, timed at the wire.
+
+The SDKs build and parse requests on httpx2; what carries the bytes is their own aiohttp
+transport (`openai.DefaultAioHttpClient`, the SDK's documented option), which costs about
+half the CPU of httpx2's own httpcore2 stack a call here (bench/RESULTS.md, session 4).
+Ollama's SDK builds its own httpx client from keyword arguments, boto3 has urllib3, and the
+image fetcher stays on httpx2.
 
 `x-llmgw-overhead-ms` is the gateway's time minus the provider's. Timing around an SDK call
 would count the SDK's own CPU (building the request, parsing the answer) as the provider's;
-timing the transport counts only the wait for the upstream's answer.
+timing from the request leaving to the response's headers counts only the wait for the
+upstream's answer.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import httpx2
+import openai
 
 from gateway.config import ProviderConfig
 
 _WIRE: ContextVar[list[float] | None] = ContextVar("llmgw_wire_seconds", default=None)
+_SENT = "llmgw_sent"  # the request extension holding when the request left
 
 
 @contextmanager
@@ -32,25 +39,17 @@ def wire_time() -> Iterator[list[float]]:
         _WIRE.reset(token)
 
 
-class TimedTransport(httpx2.AsyncBaseTransport):
-    """A transport that records, into the active `wire_time` block, each request's time from
-    sending to the upstream's response headers (the body of a non-streamed answer follows at
-    once; a stream's later chunks are timed by the stream's reader)."""
+async def _sent(request: httpx2.Request) -> None:
+    request.extensions[_SENT] = time.perf_counter()
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self._inner = inner
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        start = time.perf_counter()
-        try:
-            return await self._inner.handle_async_request(request)
-        finally:
-            spans = _WIRE.get()
-            if spans is not None:
-                spans.append(time.perf_counter() - start)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+async def _answered(response: httpx2.Response) -> None:
+    """Each request's time from sending to the upstream's response headers (the body of a
+    non-streamed answer follows at once; a stream's later chunks are timed by its reader)."""
+    spans = _WIRE.get()
+    sent = response.request.extensions.get(_SENT)
+    if spans is not None and sent is not None:
+        spans.append(time.perf_counter() - sent)
 
 
 def pooled_client(config: ProviderConfig) -> httpx2.AsyncClient:
@@ -59,10 +58,10 @@ def pooled_client(config: ProviderConfig) -> httpx2.AsyncClient:
         max_connections=config.max_connections,
         max_keepalive_connections=min(config.max_connections, 100),
     )
-    transport = TimedTransport(httpx2.AsyncHTTPTransport(limits=limits))
-    return httpx2.AsyncClient(
-        transport=transport,
+    return openai.DefaultAioHttpClient(
+        limits=limits,
         timeout=httpx2.Timeout(600.0, connect=5.0),
         # Never: a 307 to another host would carry our API key and the prompt there.
         follow_redirects=False,
+        event_hooks={"request": [_sent], "response": [_answered]},
     )
