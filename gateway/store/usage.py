@@ -8,7 +8,6 @@ id its event carries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.engine import upsert_statement
 from gateway.store.schema import AuditRow, UsageRow
-from gateway.usage.records import AuditEvent, UsageRecord, UsageSummary
+from gateway.usage.records import AuditEvent, UsageRecord, UsageSummary, as_row
 
 GroupBy = Literal["tenant", "model", "provider", "upstream", "key_id", "status"]
 # What a usage report groups by, as the CLI and `GET /admin/usage` name it.
@@ -45,7 +44,7 @@ class UsageTables:
                 .returning(UsageRow.id)
             )
             # RETURNING counts the new rows exactly; executemany rowcounts vary by driver.
-            return len(conn.execute(statement, [asdict(r) for r in records]).all())
+            return len(conn.execute(statement, [as_row(r) for r in records]).all())
 
     def write_audit(self, events: Sequence[AuditEvent]) -> int:
         """Insert audit events in one transaction, skipping those whose request id already has
@@ -68,7 +67,7 @@ class UsageTables:
                     continue
                 if rid is not None:
                     seen.add(rid)
-                fresh.append(asdict(event))
+                fresh.append(as_row(event))
             if fresh:
                 conn.execute(insert(AuditRow), fresh)
         return len(fresh)

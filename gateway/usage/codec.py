@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,8 +26,8 @@ def kind_of(record: Record) -> Kind:
 
 def encode(record: Record, **extra: Any) -> bytes:
     """One line: `{"kind": ..., "record": {...}, **extra}` and a newline."""
-    line = {"kind": kind_of(record), "record": asdict(record), **extra}
-    return orjson.dumps(line, default=str) + b"\n"
+    line = {"kind": kind_of(record), "record": record, **extra}  # orjson writes dataclasses
+    return orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode(line: bytes) -> Record:
