@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import openai
 
@@ -42,6 +42,10 @@ class AzureOpenAIProvider(OpenAIProvider):
         super().__init__(config)
         if config.azure_ad:
             self._key = "entra-id"  # a token per request, never a missing key
+
+    def _body(self, params: dict[str, Any]) -> dict[str, Any]:
+        # The Azure client reads `model` from a dict body to build the deployment's URL.
+        return {"body": params}
 
     def _make_client(self) -> openai.AsyncAzureOpenAI:
         credential: dict[str, object]

@@ -76,16 +76,21 @@ class OpenAIProvider(StainlessProvider):
     # to ours: the body is validated straight into ours, and a stream's chunks are left as
     # dicts. Measured: about a sixth of the ingress's CPU per request under load.
 
+    def _body(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body as the SDK's `content` bytes, encoded by orjson: for a dict `body` the
+        SDK runs the standard library's encoder, several times slower on long prompts."""
+        return {"content": orjson.dumps(params)}
+
     async def _create_completion(self, params: dict[str, Any], model: ModelConfig) -> bytes:
         options = {"timeout": self._timeout(model)}
         return await self._client.post(
-            "/chat/completions", body=params, cast_to=bytes, options=options
+            "/chat/completions", **self._body(params), cast_to=bytes, options=options
         )
 
     async def _create_stream(self, params: dict[str, Any], model: ModelConfig) -> Any:
         return await self._client.post(
             "/chat/completions",
-            body=params,
+            **self._body(params),
             cast_to=object,
             options={"timeout": self._timeout(model)},
             stream=True,
