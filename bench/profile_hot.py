@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import load  # noqa: E402
+import peer_llmgw  # noqa: E402
 import peers  # noqa: E402
 from peer_llmgw import Llmgw  # noqa: E402
 from run import Mock  # noqa: E402
@@ -53,6 +55,12 @@ def names(pids: list[int]) -> dict[int, str]:
 
 def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def machine_cpu() -> list[int]:
+    """The machine's CPU time so far by state (/proc/stat: user nice system idle iowait irq
+    softirq steal), in ticks."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 def sample_cpu(pids: list[int]) -> dict[int, float]:
@@ -126,6 +134,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples a second")
     ap.add_argument("--pyspy-out", default=str(HERE / ".work" / "profile"))
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--config", default="", help="YAML added to the variant's gateway config")
     ap.add_argument("--no-pyspy", action="store_true", help="CPU per process only")
     a = ap.parse_args()
     load.check_local("http://127.0.0.1")
@@ -133,6 +142,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     mock = Mock()
     mock.start()
+    if a.config:
+        base = peer_llmgw.VARIANTS[a.variant]
+        extra = base.config + a.config.replace("\\n", "\n") + "\n"
+        peer_llmgw.VARIANTS[a.variant] = dataclasses.replace(base, config=extra)
     gw = Llmgw(a.variant)
     try:
         gw.install()
@@ -140,6 +153,7 @@ def main() -> int:
         mock.config(latency_ms=0, ttft_ms=0, rate=0)
         load.nonstream(target, 4, 2.0)  # warm-up
         before = sample_cpu(all_pids())
+        machine_before = machine_cpu()
         spies = []
         if not a.no_pyspy and shutil.which("py-spy"):
             for pid, name in names(all_pids()).items():
@@ -156,14 +170,21 @@ def main() -> int:
         thread.start()
         thread.join()
         elapsed = time.monotonic() - t0
-        after = sample_cpu(list(before))
+        after = sample_cpu(all_pids())
+        states = [b - a for a, b in zip(machine_before, machine_cpu(), strict=True)]
         for _, proc in spies:
             proc.wait(timeout=60)
         label = names(list(after))
-        used = {pid: after[pid] - before[pid] for pid in after if after[pid] > before[pid]}
+        used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+        used = {pid: sec for pid, sec in used.items() if sec > 0}
         rps = result.get("rps") or result.get("req_s") or 0
         print(f"{a.variant}: c={a.conns}, {elapsed:.1f} s: {result}")
         served = (rps or 1) * elapsed
+        busy = {"user": states[0] + states[1], "system": states[2] + states[5] + states[6]}
+        busy |= {"idle": states[3] + states[4], "steal": states[7]}
+        print(
+            "machine, cores: " + ", ".join(f"{k} {v / TICK / elapsed:.2f}" for k, v in busy.items())
+        )
         print(f"{'process':<50} {'cores':>6} {'ms CPU/request':>15}")
         for pid, sec in sorted(used.items(), key=lambda kv: -kv[1])[:20]:
             print(f"{label.get(pid, pid)!s:<50} {sec / elapsed:6.2f} {1000 * sec / served:15.3f}")
