@@ -9,15 +9,16 @@ as ready SSE frames), so the ingress forwards bytes without re-parsing them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from ray import serve
 from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskError
 from ray.exceptions import TaskCancelledError as RayTaskCancelledError
-from ray.serve.exceptions import BackPressureError, RayServeException
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 
 from deployments.live_settings import reconfigure_pool
+from deployments.pool_status import PoolWatch, no_replica, serve_statuses
 from deployments.registry_versions import Fetch, RegistryVersions, registry_fetch
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
@@ -128,13 +129,23 @@ def direct(handle: Any) -> Any:
 class PoolUpstream:
     """The `Upstream` the ingress uses: one handle hop to the pool of the provider's type."""
 
-    def __init__(self, pools: dict[str, Any]) -> None:
-        # Method handles made once: `handle.send` builds a new handle on every access.
+    def __init__(self, pools: dict[str, Any], watch: PoolWatch | None = None) -> None:
+        if watch is None:
+            names = {kind: handle.deployment_name for kind, handle in pools.items()}
+            app = next(iter(pools.values())).app_name if pools else ""
+            watch = PoolWatch(names, serve_statuses(app))
+            watch.start()
+        self.watch = watch
+        # Method handles made once (`handle.send` builds a new handle on every access), each
+        # with the set of its pool's calls in flight, so a call takes one lookup for both.
         pools = {kind: direct(handle) for kind, handle in pools.items()}
-        self._sends = {kind: handle.send for kind, handle in pools.items()}
-        self._streams = {kind: handle.options(stream=True).stream for kind, handle in pools.items()}
+        waiting = watch.waiting
+        self._sends = {kind: (h.send, waiting[kind]) for kind, h in pools.items()}
+        self._streams = {
+            kind: (h.options(stream=True).stream, waiting[kind]) for kind, h in pools.items()
+        }
 
-    def _pool(self, call: UpstreamCall, handles: dict[str, Any]) -> Any:
+    def _pool(self, call: UpstreamCall, handles: dict[str, Any]) -> tuple[Any, set[Any]]:
         kind = call.provider_config.type if call.provider_config else None
         try:
             return handles[kind]
@@ -145,18 +156,44 @@ class PoolUpstream:
             ) from None
 
     async def send(self, call: UpstreamCall) -> Completed:
+        method, waiting = self._pool(call, self._sends)
+        response = None
         try:
-            return await self._pool(call, self._sends).remote(call)
+            response = method.remote(call)
+            waiting.add(response)
+            return await response
         except RAY_ERRORS as error:
-            raise unwrap(error) from None
+            raise self._failure(call, response, error) from None
+        finally:
+            waiting.discard(response)
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
-        return relay(self._pool(call, self._streams).remote(call))
+        method, waiting = self._pool(call, self._streams)
+        response = method.remote(call)
+        waiting.add(response)
+        return relay(response, lambda error: self._failure(call, response, error), waiting)
+
+    def _failure(self, call: UpstreamCall, response: Any, error: BaseException) -> BaseException:
+        """A failed call's error: the watch's refusal if it cancelled the call, Serve's
+        refusal of a pool that failed to deploy, or `unwrap`'s."""
+        refused = self.watch.refusal(response)
+        if refused is not None:
+            return refused
+        if isinstance(error, DeploymentUnavailableError):
+            kind = call.provider_config.type if call.provider_config else "?"
+            deployment = self.watch.deployments.get(kind, kind)
+            return no_replica(kind, deployment, "its replicas failed to start")
+        return unwrap(error)
 
 
-async def relay(response: Any) -> AsyncIterator[Any]:
-    """The items of a streaming handle call, with Ray's errors unwrapped; closing it early
-    (the client left, a timeout fired) cancels the call downstream too."""
+async def relay(
+    response: Any,
+    failure: Callable[[BaseException], BaseException] = unwrap,
+    waiting: set[Any] | None = None,
+) -> AsyncIterator[Any]:
+    """The items of a streaming handle call, with Ray's errors made gateway errors by
+    `failure`; closing it early (the client left, a timeout fired) cancels the call downstream
+    too. A call in `waiting` (its pool's calls in flight) leaves it when done."""
     done = False
     try:
         async for item in response:
@@ -164,7 +201,9 @@ async def relay(response: Any) -> AsyncIterator[Any]:
         done = True
     except RAY_ERRORS as error:
         done = True
-        raise unwrap(error) from None
+        raise failure(error) from None
     finally:
+        if waiting is not None:
+            waiting.discard(response)
         if not done:
             response.cancel()
