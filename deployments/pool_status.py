@@ -5,7 +5,8 @@ fail to start (DEPLOY_FAILED, or UNHEALTHY when it had one and cannot replace it
 one, and Serve does not fail the calls already queued (measured with Ray 2.60: they wait out
 the caller's own timeout, 300 s by default; only calls made after a DEPLOY_FAILED fail at
 once). A pool starting a replica (scaling from zero takes ~10-20 s) is not failing: its calls
-wait.
+wait. Serve's verdict itself comes after its three failed starts: ~25-35 s after a first call
+to a pool at zero replicas, on two busy cores (tests/integration/test_pool_deploy_failed.py).
 
 So each replica keeps the calls in flight on each pool's handle, and a background check, each
 `check_s`, asks Serve for the pools' statuses only when some call has waited for a replica a
@@ -16,7 +17,6 @@ path only adds a call to a set and takes it out again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -91,12 +91,6 @@ class PoolWatch:
             log.warning("no event loop: calls to a pool without a replica are not checked")
             return
         self._task = loop.create_task(self._run(), name="llmgw-pool-watch")
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def refusal(self, response: Any) -> ServiceUnavailableError | None:
         """Why the check cancelled this call, if it did."""
