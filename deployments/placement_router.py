@@ -49,7 +49,7 @@ class ChainCall:
     ) -> ChainCall:
         if body is None:
             # Any candidate's envelope dumps the request the same way.
-            body = UpstreamCall(kind, "", "", version, None, request).wire()
+            body = UpstreamCall(kind, "", "", version, request=request).wire()
         ranked = [(c.model.name, c.score, c.reason) for c in decision.candidates]
         return cls(kind, version, body, decision.strategy, ranked)
 

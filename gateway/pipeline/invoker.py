@@ -1,6 +1,10 @@
 """Calling the candidates of a route decision: retries with backoff, fallback, circuit breakers,
 and per-model timeouts inside one deadline for the whole request. A stream falls back only
 before any of it reached the client.
+
+The invoker owns the request's deadline: each attempt's `Budget` (what is left of it, cut to
+the model's own timeouts) travels down with the call to the adapter, which runs inside it; the
+invoker's own timer around each attempt also bounds a hop that never answers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.pipeline.upstream import LATEST, Upstream, UpstreamCall
+from gateway.providers.deadline import Budget
 from gateway.providers.framing import Completed, StreamHead, StreamItem
 from gateway.routing import CircuitBoard, RetryPolicy, RouteDecision
 
@@ -216,7 +221,8 @@ class Invoker:
         ) -> Completed:
             started = self.clock()
             limit = min(model.timeouts.total_s, end - started)
-            envelope = UpstreamCall.planned(kind, provider, model, request, version, body)
+            budget = Budget.within(model.timeouts, limit)
+            envelope = UpstreamCall.planned(kind, provider, model, request, version, body, budget)
             try:
                 async with asyncio.timeout(limit):
                     return await self.upstream.send(envelope)
@@ -248,7 +254,10 @@ class Invoker:
             started = self.clock()
             total_deadline = min(started + model.timeouts.total_s, end)
             first_token_s = min(model.timeouts.first_token_s, total_deadline - started)
-            envelope = UpstreamCall.planned("stream", provider, model, request, version, body)
+            budget = Budget.within(model.timeouts, total_deadline - started)
+            envelope = UpstreamCall.planned(
+                "stream", provider, model, request, version, body, budget
+            )
             items = self.upstream.stream(envelope)
             prefix: list[StreamItem] = []
             try:

@@ -18,6 +18,7 @@ from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import InvalidRequestError
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
+from gateway.providers.deadline import Budget
 from gateway.providers.framing import (
     Completed,
     StreamItem,
@@ -50,9 +51,9 @@ def parse_request(kind: CallKind, body: bytes) -> Request:
 
 @dataclass(slots=True, eq=False)
 class UpstreamCall:
-    """One call to one model. Across a hop it is five plain values (kind, provider and model
-    names, the registry version they were planned on, the request's JSON bytes); the parsed
-    request and both configs stay in the process that has them.
+    """One call to one model. Across a hop it is six plain values (kind, provider and model
+    names, the registry version they were planned on, the request's JSON bytes, the time the
+    invoker gave it); the parsed request and both configs stay in the process that has them.
     """
 
     kind: CallKind
@@ -60,6 +61,7 @@ class UpstreamCall:
     model: str
     version: int = LATEST
     body: bytes | None = None  # the request as JSON, made from `request` when first needed
+    budget: Budget | None = None  # the invoker's; None: the model's own timeouts
     request: Request | None = None
     provider_config: ProviderConfig | None = None
     model_config: ModelConfig | None = None
@@ -73,14 +75,16 @@ class UpstreamCall:
         request: Request,
         version: int = LATEST,
         body: bytes | None = None,
+        budget: Budget | None = None,
     ) -> UpstreamCall:
         """A call as the invoker makes it: configs and parsed request in hand, plus the
         client's own bytes when they are the request as validated (saves a dump)."""
-        return cls(kind, provider.name, model.name, version, body, request, provider, model)
+        return cls(kind, provider.name, model.name, version, body, budget, request, provider, model)
 
     def __reduce__(self) -> tuple[type[UpstreamCall], tuple[object, ...]]:
         # What crosses a hop: no pydantic objects to walk on either side.
-        return (UpstreamCall, (self.kind, self.provider, self.model, self.version, self.wire()))
+        fields = (self.kind, self.provider, self.model, self.version, self.wire(), self.budget)
+        return (UpstreamCall, fields)
 
     def wire(self) -> bytes:
         """The request as JSON bytes."""
@@ -138,14 +142,14 @@ class LocalUpstream:
         adapter, model, request = self._parts(call)
         if call.kind == "embed":
             assert isinstance(request, EmbeddingRequest)
-            return await embed_framed(adapter, request, model)
+            return await embed_framed(adapter, request, model, call.budget)
         assert isinstance(request, ChatCompletionRequest)
-        return await complete_framed(adapter, request, model)
+        return await complete_framed(adapter, request, model, call.budget)
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
         adapter, model, request = self._parts(call)
         assert isinstance(request, ChatCompletionRequest)
-        return stream_framed(adapter, request, model)
+        return stream_framed(adapter, request, model, call.budget)
 
     async def aclose(self) -> None:
         for _, adapter in self._adapters.values():

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from gateway.config import ModelConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequestError
-from gateway.providers.deadline import Deadline
+from gateway.providers.deadline import Budget, Deadline
 from gateway.providers.native import check_translatable
 from gateway.providers.schemas import check_output_schema
 from gateway.providers.streams import ChunkStream, StreamState
@@ -74,10 +74,13 @@ class Provider(ABC):
             raise refusal(min(refused), self.type)
         self._check_declared(needs, request, model)
 
-    async def complete(self, request: ChatCompletionRequest, model: ModelConfig) -> ChatCompletion:
-        """One non-streaming chat completion."""
+    async def complete(
+        self, request: ChatCompletionRequest, model: ModelConfig, budget: Budget | None = None
+    ) -> ChatCompletion:
+        """One non-streaming chat completion, within `budget` (the invoker's; else the model's
+        timeouts)."""
         self.check(request, model)
-        deadline = self._deadline(model)
+        deadline = self._deadline(model, budget)
         try:
             params = await self._convert_completion_params(request, model, stream=False)
             response = await deadline.run(self._create_completion(params, model))
@@ -86,12 +89,12 @@ class Provider(ABC):
             raise self._convert_error(exc) from exc
 
     async def stream(
-        self, request: ChatCompletionRequest, model: ModelConfig
+        self, request: ChatCompletionRequest, model: ModelConfig, budget: Budget | None = None
     ) -> AsyncIterator[ChatCompletionChunk]:
         """A streaming chat completion; the last chunk carries usage and no choices. A stream
         that ends without the upstream's completion signal is an error, not a short answer."""
         self.check(request, model)
-        deadline = self._deadline(model)
+        deadline = self._deadline(model, budget)
         chunks = ChunkStream(model.name)
         state = self._stream_state(request)
         try:
@@ -111,10 +114,12 @@ class Provider(ABC):
             raise cut_error(self.name)
         yield chunks.usage(state.final_usage())
 
-    async def embed(self, request: EmbeddingRequest, model: ModelConfig) -> EmbeddingResponse:
+    async def embed(
+        self, request: EmbeddingRequest, model: ModelConfig, budget: Budget | None = None
+    ) -> EmbeddingResponse:
         """Embeddings of the request's inputs."""
         self._check_declared(EMBEDDING_NEEDS, None, model)
-        deadline = self._deadline(model)
+        deadline = self._deadline(model, budget)
         try:
             params = await self._convert_embedding_params(request, model)
             response = await deadline.run(self._create_embedding(params, model))
@@ -219,9 +224,9 @@ class Provider(ABC):
         """The cheapest upstream call; False when there is nothing to ask."""
         return False
 
-    def _deadline(self, model: ModelConfig) -> Deadline:
-        """The budget every upstream call and stream read of one request runs in."""
-        return Deadline(model.timeouts, self.name)
+    def _deadline(self, model: ModelConfig, budget: Budget | None) -> Deadline:
+        """The budget every upstream call and stream read of one call runs in."""
+        return Deadline(budget or model.timeouts, self.name)
 
     def _convert_error(self, exc: Exception) -> GatewayError:
         """The taxonomy error for anything the SDK or its transport raised."""

@@ -1,7 +1,10 @@
 """One call's time budget: `total_s` for all of it, `first_token_s` for a stream's start.
 
-The base adapter runs every upstream call and every stream read inside its model's budget, so
-no adapter times anything itself.
+The invoker owns a request's deadline: it gives each attempt a `Budget`, what is left of the
+request's time and the attempt's model's limits, and the budget travels with the call (across
+a pool hop too, as three numbers). The base adapter runs every upstream call and every stream
+read inside it, so no adapter times anything itself; an adapter called without a budget (a
+health probe, a test) takes its model's `timeouts`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,28 @@ from gateway.providers.upstream_errors import timeout_error
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """An attempt's time, as the invoker gave it: seconds from when the call starts."""
+
+    total_s: float
+    first_token_s: float
+    connect_s: float
+
+    @classmethod
+    def within(cls, timeouts: Timeouts, seconds: float) -> Budget:
+        """A model's timeouts, cut to the `seconds` its attempt has left of the request's."""
+        seconds = max(0.0, seconds)
+        return cls(
+            min(timeouts.total_s, seconds), min(timeouts.first_token_s, seconds), timeouts.connect_s
+        )
+
+
 @dataclass
 class Deadline:
     """One call's time budget: `total_s` for all of it, `first_token_s` for a stream's start."""
 
-    timeouts: Timeouts
+    timeouts: Timeouts | Budget
     provider: str
     started: float = field(default_factory=time.monotonic)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gateway.config import ModelConfig
 from gateway.providers.base import Provider
+from gateway.providers.deadline import Budget
 from gateway.providers.transport import wire_time
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest, Usage, dump
 
@@ -64,20 +65,20 @@ def _upstream_ms(start: float, wire: list[float]) -> float:
 
 
 async def complete_framed(
-    provider: Provider, request: ChatCompletionRequest, model: ModelConfig
+    provider: Provider, request: ChatCompletionRequest, model: ModelConfig, budget: Budget | None
 ) -> Completed:
     start = time.perf_counter()
     with wire_time() as wire:
-        completion = await provider.complete(request, model)
+        completion = await provider.complete(request, model, budget)
     return Completed(dump(completion), completion.usage or Usage(), _upstream_ms(start, wire))
 
 
 async def stream_framed(
-    provider: Provider, request: ChatCompletionRequest, model: ModelConfig
+    provider: Provider, request: ChatCompletionRequest, model: ModelConfig, budget: Budget | None
 ) -> AsyncIterator[StreamItem]:
     start = time.perf_counter()
     first_ms: float | None = None
-    async for chunk in provider.stream(request, model):
+    async for chunk in provider.stream(request, model, budget):
         frame = sse(dump(chunk))
         if first_ms is None:
             first_ms = (time.perf_counter() - start) * 1000
@@ -90,11 +91,11 @@ async def stream_framed(
 
 
 async def embed_framed(
-    provider: Provider, request: EmbeddingRequest, model: ModelConfig
+    provider: Provider, request: EmbeddingRequest, model: ModelConfig, budget: Budget | None
 ) -> Completed:
     start = time.perf_counter()
     with wire_time() as wire:
-        response = await provider.embed(request, model)
+        response = await provider.embed(request, model, budget)
     usage = Usage.of(response.usage.prompt_tokens, 0)
     return Completed(dump(response), usage, _upstream_ms(start, wire))
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from gateway.config import ModelConfig, ProviderConfig, SimSettings
 from gateway.errors import UpstreamError, from_status
 from gateway.providers.base import Provider
-from gateway.providers.deadline import Deadline, Unbounded
+from gateway.providers.deadline import Budget, Deadline, Unbounded
 from gateway.providers.streams import ChunkStream, StreamState
 from gateway.providers.support import SUPPORT
 from gateway.tokens import count_prompt_tokens, count_tokens
@@ -176,8 +176,8 @@ class SimProvider(Provider):
         per_token = 1.0 / settings.tokens_per_s if settings.tokens_per_s else 0.0
         return settings.ttft_ms / 1000 + per_token * tokens
 
-    def _deadline(self, model: ModelConfig) -> Deadline:
-        # Its delays are its settings; the invoker's deadline bounds the request.
+    def _deadline(self, model: ModelConfig, budget: Budget | None) -> Deadline:
+        # Its delays are its settings; the invoker's own timer bounds the request.
         return Unbounded(self.name)
 
     # ----------------------------------------------------------------- chat

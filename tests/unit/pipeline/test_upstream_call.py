@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from collections.abc import AsyncIterator
 
 import pytest
 
 from deployments.registry_versions import RegistryVersions
-from gateway.config import ModelConfig, ProviderConfig
+from gateway.config import ModelConfig, ProviderConfig, RoutingConfig, Timeouts
 from gateway.errors import InvalidRequestError, ServiceUnavailableError
-from gateway.pipeline.upstream import LATEST, UpstreamCall
+from gateway.pipeline.invoker import Invocation, Invoker
+from gateway.pipeline.upstream import LATEST, LocalUpstream, UpstreamCall
+from gateway.providers.deadline import Budget
+from gateway.providers.framing import Completed, StreamItem
 from gateway.registry.snapshot import RegistrySnapshot
+from gateway.routing import CircuitBoard, RouteRequest, plan
 from gateway.wire import ChatCompletionRequest, EmbeddingRequest
 
 PROVIDER = ProviderConfig(name="p", type="sim")
@@ -145,3 +150,52 @@ async def test_a_call_naming_no_version_sees_changes_without_waiting_for_them() 
     fresh = lean(LATEST)
     await versions.resolve(fresh)
     assert fresh.model_config == changed and registry.fetches == 2
+
+
+def test_the_invokers_budget_crosses_a_hop_with_the_call() -> None:
+    budget = Budget(total_s=2.5, first_token_s=1.0, connect_s=0.5)
+    call = UpstreamCall.planned("stream", PROVIDER, MODEL, CHAT, version=3, budget=budget)
+    assert pickle.loads(pickle.dumps(call)).budget == budget
+
+
+def test_a_budget_is_the_models_timeouts_cut_to_what_the_request_has_left() -> None:
+    timeouts = Timeouts(connect_s=2, first_token_s=10, total_s=60)
+    assert Budget.within(timeouts, 5) == Budget(total_s=5, first_token_s=5, connect_s=2)
+    assert Budget.within(timeouts, 30) == Budget(total_s=30, first_token_s=10, connect_s=2)
+    assert Budget.within(timeouts, -1).total_s == 0  # spent: the call is never started
+
+
+class Recording:
+    """An `Upstream` that keeps the calls it is given and answers from the sim."""
+
+    def __init__(self) -> None:
+        self.calls: list[UpstreamCall] = []
+        self.local = LocalUpstream()
+
+    async def send(self, call: UpstreamCall) -> Completed:
+        self.calls.append(call)
+        return await self.local.send(call)
+
+    def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
+        self.calls.append(call)
+        return self.local.stream(call)
+
+
+@pytest.mark.parametrize("request_timeout_s", [None, 3.0])
+async def test_the_invoker_owns_the_deadline_and_passes_it_down(
+    request_timeout_s: float | None,
+) -> None:
+    """Each attempt's budget is the request's deadline as the invoker keeps it: the model's
+    own timeouts, cut to `routing.request_timeout_s` when that is shorter."""
+    model = MODEL.model_copy(update={"timeouts": Timeouts(first_token_s=10, total_s=60)})
+    routing = RoutingConfig(request_timeout_s=request_timeout_s)
+    upstream = Recording()
+    invoker = Invoker(upstream, routing, CircuitBoard(routing.circuit))
+    decision = plan(RouteRequest(model="m"), snapshot(1, model), routing, invoker.circuits)
+    await invoker.complete(CHAT, decision, {"p": PROVIDER}, Invocation())
+    await invoker.stream(CHAT, decision, {"p": PROVIDER}, Invocation())
+    for call in upstream.calls:
+        assert call.budget is not None
+        limit = request_timeout_s or 60
+        assert limit - 1 < call.budget.total_s <= limit
+        assert call.budget.first_token_s == min(10, call.budget.total_s)

@@ -5,6 +5,8 @@ protocol server."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -22,6 +24,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.providers.base import Provider
+from gateway.providers.deadline import Budget
 from gateway.providers.streams import ChunkStream, StreamState
 from gateway.wire import (
     ChatCompletion,
@@ -256,3 +259,16 @@ async def test_a_status_at_a_streams_opening_maps_as_for_a_completion(
         await stainless.collect(stainless.request("Hi", stream=True))
     cls, client_status = STATUSES[status]
     assert type(caught.value) is cls and caught.value.status_code == client_status
+
+
+async def test_an_adapter_keeps_to_the_budget_the_invoker_gave_it_not_its_models() -> None:
+    class Slow(Scripted):
+        async def _create_completion(self, params: Any, model: ModelConfig) -> str:
+            await asyncio.sleep(30)
+            return ""
+
+    budget = Budget(total_s=0.2, first_token_s=0.2, connect_s=0.1)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await Slow(["x"]).complete(request(), model(), budget)  # the model's own: 600 s
+    assert time.monotonic() - started < 5
