@@ -5,9 +5,10 @@ The OpenAI pool scales from zero (a rarely used provider's pool, as `deployments
 autoscaling_config` allows) and its constructor raises, as a pool would whose adapter cannot
 be built on its node: the first call makes Serve start a replica, which fails as many times
 as Serve retries (the pool turns UNHEALTHY, no replica), while the call waits in the handle's
-queue. No gateway config makes only a pool's constructor fail today (adapters are built on a
-pool's first call, and their errors answer that call), so the failure is the one thing put
-in: a pool class that refuses the openai type.
+queue. (A used pool failing from the start goes DEPLOY_FAILED and fails `serve.run`, so
+`llmgw up` reports it; its calls are refused the same way.) No gateway config makes only a
+pool's constructor fail today (adapters are built on a pool's first call, and their errors
+answer that call), so the failure is the one thing put in: a pool class refusing openai.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ HELLO = [{"role": "user", "content": "Hello"}]
 FAST_S = 5.0
 # The first call waits for Serve to scale the pool from zero and fail three starts (~8 s, then
 # a new worker process each, ~25-35 s in all on two busy cores): a wait Serve's own, bounded
-# here generously. Without the fix the call waits out the model's 300 s, and the client gives
-# up at TIMEOUT_S.
+# here generously. A call Serve left queued would wait out the model's 300 s; the client
+# gives up at TIMEOUT_S.
 VERDICT_S = 60.0
 TIMEOUT_S = 120.0
 # Pool replicas (and the registry's health probes) inherit the environment the session's Ray
