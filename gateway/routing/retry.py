@@ -10,7 +10,9 @@ from gateway.errors import GatewayError
 
 # The upstream's credentials are wrong: retrying the same model cannot succeed, and hammering
 # a provider with a bad key can get the key locked.
-_NEVER_RETRY_CODES = frozenset({"upstream_auth_failed"})
+# A pool Serve cannot start a replica for (deployments/pool_status.py) stays so for longer than
+# a retry waits: the next candidate, not the same pool again.
+_NEVER_RETRY_CODES = frozenset({"upstream_auth_failed", "pool_no_replica"})
 
 
 class RetryPolicy:

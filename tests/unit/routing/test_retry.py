@@ -57,3 +57,9 @@ def test_a_retry_after_beyond_the_cap_means_fall_back_instead() -> None:
     policy = RetryPolicy(CONFIG)
     assert policy.should_retry(RateLimitError("wait", retry_after=5.0), attempt=1)
     assert not policy.should_retry(RateLimitError("wait", retry_after=30.0), attempt=1)
+
+
+def test_a_pool_with_no_replica_is_not_retried_but_falls_back() -> None:
+    error = ServiceUnavailableError("no replica", code="pool_no_replica")
+    assert error.retryable  # a 503: the next candidate takes it
+    assert not RetryPolicy(RetryConfig()).should_retry(error, attempt=1)
