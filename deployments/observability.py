@@ -7,11 +7,15 @@ sink of `gateway.observability.metrics` in every Ray worker that runs gateway co
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from gateway.observability.catalogue import MetricSpec
 from gateway.observability.metrics import Labels, MemorySink, MetricSink, use_default_sink
+
+logger = logging.getLogger("llmgw.metrics")
 
 
 def metrics_endpoints() -> list[dict[str, Any]]:
@@ -27,12 +31,25 @@ def metrics_endpoints() -> list[dict[str, Any]]:
     return sorted(endpoints, key=lambda e: e["url"])
 
 
-class RaySink:
-    """Records through `ray.util.metrics`, creating each metric on first use."""
+# Counters and gauges are summed (last value for a gauge) in the replica and recorded through
+# Ray this often; histograms are recorded as observed. Ray's own exporter gathers every few
+# seconds, so a second's delay is not seen, and each request records 4-6 points fewer.
+FLUSH_INTERVAL_S = 1.0
 
-    def __init__(self) -> None:
+Series = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class RaySink:
+    """Records through `ray.util.metrics`, creating each metric on first use; counters and
+    gauges gathered in process and recorded every `flush_interval_s` by a daemon thread."""
+
+    def __init__(self, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self._metrics: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._counts: dict[Series, float] = {}
+        self._levels: dict[Series, float] = {}
+        self._interval = flush_interval_s
+        self._flusher: threading.Thread | None = None
 
     def _metric(self, spec: MetricSpec) -> Any:
         metric = self._metrics.get(spec.name)
@@ -58,15 +75,42 @@ class RaySink:
         return metric
 
     def emit(self, spec: MetricSpec, value: float, labels: Labels) -> None:
-        metric = self._metric(spec)
-        tags = dict(labels)
-        if spec.kind == "counter":
-            if value > 0:  # Ray refuses a zero increment
-                metric.inc(value, tags=tags)
-        elif spec.kind == "gauge":
-            metric.set(value, tags=tags)
-        else:
-            metric.observe(value, tags=tags)
+        if spec.kind == "histogram":
+            self._metric(spec).observe(value, tags=dict(labels))
+            return
+        if spec.kind == "counter" and value <= 0:
+            return  # Ray refuses a zero increment
+        series = (spec.name, tuple(labels.items()))
+        if spec.name not in self._metrics:
+            self._metric(spec)
+        with self._lock:
+            if spec.kind == "counter":
+                self._counts[series] = self._counts.get(series, 0.0) + value
+            else:
+                self._levels[series] = value
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_forever, name="llmgw-metrics", daemon=True
+                )
+                self._flusher.start()
+
+    def flush(self) -> None:
+        """Record what counters and gauges gathered since the last flush."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            levels, self._levels = self._levels, {}
+        for (name, labels), value in counts.items():
+            self._metrics[name].inc(value, tags=dict(labels))
+        for (name, labels), value in levels.items():
+            self._metrics[name].set(value, tags=dict(labels))
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            try:
+                self.flush()
+            except Exception:  # a metric refused is logged, the replica goes on
+                logger.exception("recording metrics failed")
 
 
 def _in_ray_worker() -> bool:
