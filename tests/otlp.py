@@ -1,13 +1,22 @@
 """An OTLP/HTTP trace receiver for tests: protobuf at /v1/traces, decoded with
-opentelemetry-proto, as a collector would receive it."""
+opentelemetry-proto, as a collector would receive it; a module-scoped fixture of one, and a
+client's W3C traceparent for requests whose trace the tests follow."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+# The caller's trace and span: every span of the request carries TRACE_ID, its root has
+# PARENT_ID as parent.
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 class Receiver:
@@ -63,3 +72,11 @@ class Receiver:
                             }
                         )
         return found
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A receiver for the module's tests (clear `payloads` between them)."""
+    started = Receiver()
+    yield started
+    started.server.shutdown()

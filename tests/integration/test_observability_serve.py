@@ -7,26 +7,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from tests.otlp import Receiver
+from tests.otlp import PARENT_ID, TRACE_ID, TRACEPARENT, Receiver, receiver
+
+__all__ = ["receiver"]  # a fixture the tests here use
 
 PROMPT = "the launch code is purple-elephant-nine"
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-PARENT_ID = "b7ad6b7169203331"
 ADMIN_KEY = "sk-llmgw-serve-observability-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +63,7 @@ def _spans_of(receiver: Receiver, request_id: str, timeout_s: float = 20.0) -> l
 def test_a_request_on_serve_is_one_trace_with_genai_attributes(
     client: openai.OpenAI, receiver: Receiver
 ) -> None:
-    headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "x-request-id": "serve-trace-1"}
+    headers = {"traceparent": TRACEPARENT, "x-request-id": "serve-trace-1"}
     for stream in (False, True):
         rid = f"serve-trace-{int(stream)}"
         headers["x-request-id"] = rid

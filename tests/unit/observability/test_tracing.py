@@ -18,19 +18,12 @@ from gateway.config import parse_config
 from gateway.observability.logs import JsonFormatter
 from gateway.server.api import create_api
 from gateway.server.local import LocalGateway, local_gateway
-from tests.otlp import Receiver
+from tests.otlp import PARENT_ID, TRACE_ID, TRACEPARENT, Receiver, receiver
+
+__all__ = ["receiver"]  # a fixture the tests here use
 
 ADMIN_KEY = "sk-llmgw-test-admin-key-0123456789"
 PROMPT = "the secret recipe is forty-two"
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ async def test_a_request_is_a_trace_continuing_the_clients_traceparent(
     receiver.payloads.clear()
     headers = {
         "authorization": f"Bearer {ADMIN_KEY}",
-        "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+        "traceparent": TRACEPARENT,
         "x-request-id": "req-trace-1",
     }
     body = {"model": "broken", "messages": [{"role": "user", "content": PROMPT}]}
