@@ -357,3 +357,38 @@ async def test_admin_changes_take_effect(
 async def test_admin_needs_admin_scope(http: httpx.AsyncClient) -> None:
     response = await http.get("/admin/models")
     assert response.status_code == 401
+
+
+async def test_a_bug_outside_the_pipeline_is_an_openai_shaped_500_naming_the_request(
+    gateway: LocalGateway, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model calls are served ahead of FastAPI's own error middleware (GatewayAPI): what
+    escapes their handler still answers in OpenAI's error shape, with no stack trace."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(gateway.runtime.pipeline, "run", broken)
+    answer = await http.post(
+        "/v1/chat/completions",
+        json={"model": "sim-fast", "messages": HELLO},
+        headers={"authorization": f"Bearer {KEY}", "x-request-id": "req-bug-1"},
+    )
+    assert answer.status_code == 500
+    validate(answer.json(), "ErrorResponse")
+    assert "req-bug-1" in answer.json()["error"]["message"]
+    assert "secret" not in answer.text
+    assert answer.headers["x-request-id"] == "req-bug-1"
+
+
+async def test_a_model_call_under_a_mount_point_is_served(gateway: LocalGateway) -> None:
+    """Behind a route prefix (Serve's `route_prefix`, a mount), the fast path routes on the
+    path below it, as Starlette does."""
+    transport = httpx.ASGITransport(app=create_api(gateway.runtime), root_path="/llm")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as prefixed:
+        answer = await prefixed.post(
+            "/llm/v1/chat/completions",
+            json={"model": "sim-fast", "messages": HELLO},
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+    assert answer.status_code == 200, answer.text
