@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
@@ -23,6 +22,14 @@ from gateway.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from gateway.registry.entries import (
+    check_model,
+    check_unreferenced,
+    merge,
+    owners_of,
+    some,
+    validated,
+)
 from gateway.registry.origin import Key, Origin
 from gateway.registry.seed import Reconciliation, config_digest, reconcile
 from gateway.registry.snapshot import ModelStats, ProviderHealth, RegistrySnapshot
@@ -30,8 +37,6 @@ from gateway.registry.stats import CallSample, CallStats
 from gateway.store import StaleRegistryError, Store
 
 log = logging.getLogger(__name__)
-
-_Config = TypeVar("_Config", ModelConfig, ProviderConfig)
 
 
 class Registry:
@@ -60,7 +65,7 @@ class Registry:
         self._origins: dict[Key, Origin] = dict(origins or {})
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in providers}
         self._models: dict[str, ModelConfig] = {m.name: m for m in models}
-        self._owners = _owners(self._models)
+        self._owners = owners_of(self._models)
         self._clock = clock
         self._calls = CallStats()
         self._stats: dict[str, ModelStats] = {}
@@ -210,7 +215,7 @@ class Registry:
         self, provider: ProviderConfig | Mapping[str, Any], who: str = "admin"
     ) -> int:
         """Add a provider; registering the same one again changes nothing. Returns the version."""
-        provider = _validate(ProviderConfig, provider, "provider")
+        provider = validated(ProviderConfig, provider, "provider")
         existing = self._providers.get(provider.name)
         if existing == provider:
             return self._version
@@ -232,7 +237,7 @@ class Registry:
             raise NotFoundError(f"no provider named '{name}'", param="name")
         if "name" in changes and changes["name"] != name:
             raise InvalidRequestError("a provider's name cannot be changed", param="name")
-        updated = _validate(ProviderConfig, _merge(current.model_dump(), changes), "provider")
+        updated = validated(ProviderConfig, merge(current.model_dump(), changes), "provider")
         if updated == current:
             return self._version
         return self._commit(
@@ -248,7 +253,7 @@ class Registry:
         users = [m.name for m in self._models.values() if m.provider == name]
         if users:
             raise ConflictError(
-                f"provider '{name}' is used by {len(users)} model(s) ({_some(users)});"
+                f"provider '{name}' is used by {len(users)} model(s) ({some(users)});"
                 " remove those models or move them to another provider first",
                 param="name",
             )
@@ -260,7 +265,7 @@ class Registry:
 
     def register_model(self, model: ModelConfig | Mapping[str, Any], who: str = "admin") -> int:
         """Add a model; registering the same one again changes nothing. Returns the version."""
-        model = _validate(ModelConfig, model, "model")
+        model = validated(ModelConfig, model, "model")
         existing = self._models.get(model.name)
         if existing == model:
             return self._version
@@ -284,7 +289,7 @@ class Registry:
                 "a model's name cannot be changed; register the new name and remove this one",
                 param="name",
             )
-        updated = _validate(ModelConfig, _merge(current.model_dump(), changes), f"model '{name}'")
+        updated = validated(ModelConfig, merge(current.model_dump(), changes), f"model '{name}'")
         if current.facts:  # the values an admin set now come from the admin
             changed = {k: "admin" for k in changes if k in current.facts}
             updated = updated.model_copy(update={"facts": {**current.facts, **changed}})
@@ -359,53 +364,10 @@ class Registry:
         raise ModelNotFoundError(f"no model named '{name}'{hint}", param="model")
 
     def _check_model(self, model: ModelConfig) -> None:
-        """Refuse a model whose provider, names or fallbacks do not fit the rest."""
-        where = f"model '{model.name}'"
-        if model.provider not in self._providers:
-            raise InvalidRequestError(
-                f"{where}: unknown provider '{model.provider}'; registered providers are"
-                f" {sorted(self._providers)}",
-                param="provider",
-            )
-        owner = self._owners.get(model.name)
-        if owner is not None and owner != model.name:
-            raise InvalidRequestError(
-                f"{where}: the name is already an alias of model '{owner}'", param="name"
-            )
-        seen: set[str] = set()
-        for alias in model.aliases:
-            owner = self._owners.get(alias)
-            if alias == model.name or alias in seen:
-                raise InvalidRequestError(f"{where}: alias '{alias}' is repeated", param="aliases")
-            if owner is not None and owner != model.name:
-                raise InvalidRequestError(
-                    f"{where}: alias '{alias}' is already the name or an alias of model '{owner}'",
-                    param="aliases",
-                )
-            seen.add(alias)
-        own_names = {model.name, *model.aliases}
-        for fallback in model.fallbacks:
-            if fallback in own_names:
-                raise InvalidRequestError(
-                    f"{where}: cannot fall back to itself ('{fallback}')", param="fallbacks"
-                )
-            if fallback not in self._owners:
-                raise InvalidRequestError(
-                    f"{where}: fallback '{fallback}' is not a registered model", param="fallbacks"
-                )
+        check_model(model, self._providers, self._owners)
 
     def _check_unreferenced(self, name: str, names: set[str], action: str) -> None:
-        if not names:
-            return
-        users = [
-            m.name for m in self._models.values() if m.name != name and names & set(m.fallbacks)
-        ]
-        if users:
-            raise ConflictError(
-                f"model '{name}' is a fallback of {_some(users)}; remove it from their"
-                f" fallbacks before you {action}",
-                param="model",
-            )
+        check_unreferenced(name, names, self._models, action)
 
     def _changed_by(self, key: Key, who: str) -> dict[Key, Origin]:
         origin = self._origins.get(key)
@@ -451,58 +413,7 @@ class Registry:
             self._providers = providers
         if models is not None:
             self._models = models
-            self._owners = _owners(models)
+            self._owners = owners_of(models)
             self._stats = {m: s for m, s in self._stats.items() if m in models}
         self._version = version
         return version
-
-
-def _owners(models: Mapping[str, ModelConfig]) -> dict[str, str]:
-    """Every name and alias -> the model's name."""
-    owners: dict[str, str] = {}
-    for model in models.values():
-        owners[model.name] = model.name
-        for alias in model.aliases:
-            owners.setdefault(alias, model.name)
-    return owners
-
-
-def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, BaseModel):
-            value = value.model_dump()
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            value = _merge(merged[key], value)
-        merged[key] = value
-    return merged
-
-
-def _validate(kind: type[_Config], value: _Config | Mapping[str, Any], what: str) -> _Config:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind.model_validate(value)
-    except ValidationError as exc:
-        raise _invalid(what, exc) from None
-
-
-def _invalid(what: str, exc: ValidationError) -> InvalidRequestError:
-    """One message naming every bad field, with the first field as `param`."""
-    problems = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"]) or what
-        if error["type"] == "extra_forbidden":
-            problems.append(f"{path}: unknown field")
-            continue
-        got = error.get("input")
-        shown = f", got {got!r}" if not isinstance(got, (dict, list)) else ""
-        problems.append(f"{path}: {error['msg']}{shown}")
-    first = exc.errors()[0]["loc"] if exc.errors() else ()
-    param = ".".join(str(part) for part in first) or None
-    return InvalidRequestError(f"invalid {what}: {'; '.join(problems)}", param=param)
-
-
-def _some(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
