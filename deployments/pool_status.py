@@ -25,10 +25,12 @@ from gateway.errors import ServiceUnavailableError
 
 log = logging.getLogger("llmgw.pool_status")
 
-# Serve's statuses of a deployment that cannot get a replica by waiting: its replicas failed
-# to start as many times as Serve retries (DEPLOY_FAILED on a deploy, UNHEALTHY once it had
-# run). UPDATING and UPSCALING are a pool still starting one.
-NO_REPLICA = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
+# Serve's verdicts on a deployment that cannot get a replica by waiting: its replicas failed
+# to start as many times as Serve retries (DEPLOY_FAILED on a deploy; UNHEALTHY for that
+# reason once it had run). UNHEALTHY for any other reason (a replica lost with its node, a
+# failed health check) is a pool replacing a replica: its calls wait, as do those of a pool
+# UPDATING or UPSCALING.
+NO_REPLICA = frozenset({"DEPLOY_FAILED", "UNHEALTHY (REPLICA_STARTUP_FAILED)"})
 # How often waiting calls are looked at: the bound on how long a call waits at a failed pool.
 CHECK_S = 1.0
 
@@ -63,9 +65,18 @@ def serve_statuses(app: str) -> Statuses:
         found = status.applications.get(app)
         if found is None:
             return {}
-        return {name: str(d.status.value) for name, d in found.deployments.items()}
+        return {name: _verdict(d) for name, d in found.deployments.items()}
 
     return statuses
+
+
+def _verdict(deployment: Any) -> str:
+    """A deployment's status, with why when it is UNHEALTHY (`NO_REPLICA`'s terms)."""
+    status = str(deployment.status.value)
+    if status != "UNHEALTHY":
+        return status
+    trigger = getattr(deployment, "status_trigger", None)
+    return f"{status} ({getattr(trigger, 'value', trigger)})"
 
 
 class PoolWatch:
