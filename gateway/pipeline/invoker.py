@@ -253,8 +253,8 @@ class Invoker:
         ) -> StreamStart:
             started = self.clock()
             total_deadline = min(started + model.timeouts.total_s, end)
-            first_token_s = min(model.timeouts.first_token_s, total_deadline - started)
             budget = Budget.within(model.timeouts, total_deadline - started)
+            first_token_s = budget.first_token_s  # the invoker's timer and the adapter's agree
             envelope = UpstreamCall.planned(
                 "stream", provider, model, request, version, body, budget
             )
