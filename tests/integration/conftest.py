@@ -35,9 +35,11 @@ def serve_gateway(
         config = {**config, "store": {"url": store_url}}
         path = Path(home / "gateway.yaml")
         path.write_text(yaml.safe_dump(config))
+        # Torn down even if the deploy fails: a half-deployed app's actors (its registry
+        # with its config) would otherwise serve the next module's app.
+        deployed.append(str(home))
         serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
         serve.run(build_app({"config": str(path)}), name=APP_NAME, route_prefix="/")
-        deployed.append(str(home))
         return Deployed(f"http://127.0.0.1:{serve_port}", store_url)
 
     yield deploy

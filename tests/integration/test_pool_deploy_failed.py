@@ -14,6 +14,7 @@ answer that call), so the failure is the one thing put in: a pool class refusing
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 import openai
 import pytest
-from ray import serve
+from ray import cloudpickle, serve
 
 from deployments.pool import ProviderPool
 from tests.integration.conftest import Deployed
@@ -53,6 +54,11 @@ class _PoolWithoutOpenAI(ProviderPool.func_or_class):  # type: ignore[name-defin
             raise RuntimeError("the openai adapter cannot be built on this node")
         super().__init__(provider_type, fetch)
 
+
+# Serve's replicas import code with the sys.path of the job that started Serve's controller:
+# when that was a `llmgw up` of an earlier test (the e2e tests run first), `tests` is not on
+# it, so this module's pool class travels by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 PoolWithoutOpenAI = serve.deployment(
     _PoolWithoutOpenAI, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2000
