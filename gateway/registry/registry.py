@@ -69,9 +69,10 @@ class Registry:
         self._clock = clock
         self._calls = CallStats()
         self._stats: dict[str, ModelStats] = {}
-        # Seeded from the wall clock: stats move at most once a second, so the version keeps
-        # increasing across actor restarts and a replica never mistakes new stats for old.
-        self._stats_version = int(clock())
+        # Seeded from the wall clock in microseconds: a restarted actor starts above every
+        # version the one before it published (each publish adds 1 or jumps to the clock), so
+        # a replica never mistakes new stats for old ones it cached under the same version.
+        self._stats_version = _micros(clock())
         self._stats_interval_s = stats_interval_s
         self._stats_published_at = float("-inf")
         self._stats_dirty = False
@@ -331,7 +332,7 @@ class Registry:
         if health == self._health:
             return False
         self._health = health
-        self._stats_version = max(self._stats_version + 1, int(self._clock()))
+        self._stats_version = max(self._stats_version + 1, _micros(self._clock()))
         return True
 
     def refresh_stats(self, now: float | None = None) -> bool:
@@ -350,7 +351,7 @@ class Registry:
         if stats == self._stats:
             return False
         self._stats = stats
-        self._stats_version = max(self._stats_version + 1, int(now))
+        self._stats_version = max(self._stats_version + 1, _micros(now))
         return True
 
     # ------------------------------------------------------------------ internals
@@ -417,3 +418,8 @@ class Registry:
             self._stats = {m: s for m, s in self._stats.items() if m in models}
         self._version = version
         return version
+
+
+def _micros(seconds: float) -> int:
+    """A stats version from a clock reading: whole microseconds."""
+    return int(seconds * 1_000_000)

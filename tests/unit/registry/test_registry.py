@@ -15,6 +15,7 @@ from gateway.errors import (
 )
 from gateway.registry.registry import Registry
 from gateway.registry.seed import config_digest
+from gateway.registry.snapshot import ProviderHealth
 from gateway.registry.stats import CallSample
 from gateway.store import Store
 
@@ -328,6 +329,18 @@ def test_stats_version_keeps_rising_across_restarts(store: Store, config) -> Non
         clock.now += 1
         registry.record([CallSample("sim-fast", "sim", True, 1.0, at=clock.now)])
     clock.now += 1
+    assert Registry.open(store, config, clock=clock).stats_version > registry.stats_version
+
+
+def test_stats_version_rises_across_a_restart_in_the_same_second(store: Store, config) -> None:
+    # Health and stats published several times within one second, then the actor restarted
+    # a few milliseconds later: the new one still starts above the old one's last version.
+    clock = Clock()
+    registry = Registry.open(store, config, clock=clock)
+    for state in ("healthy", "unhealthy", "healthy"):
+        registry.set_health({"sim": ProviderHealth(state, clock.now, 1.0)})
+    registry.record([CallSample("sim-fast", "sim", True, 1.0, at=clock.now)])
+    clock.now += 0.005
     assert Registry.open(store, config, clock=clock).stats_version > registry.stats_version
 
 
