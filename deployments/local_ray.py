@@ -158,6 +158,13 @@ def connect() -> dict[str, str] | None:
     return {"session_dir": info.get("session_dir", ""), "gcs_address": info.get("gcs_address", "")}
 
 
+# What `ray start` prints when its own processes were too slow to come up (it waits a fixed
+# 30 s for the raylet to register, and for the metrics agent's port file): on a loaded
+# two-core machine a second try usually starts.
+SLOW_START = ("timed out during startup", "metrics_agent_port")
+START_ATTEMPTS = 2
+
+
 def start_ray(
     mode: str,
     num_cpus: int | None,
@@ -177,31 +184,38 @@ def start_ray(
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
     env.update(extra_env or {})
-    # Another cluster on this machine may hold our usual GCS port: then any free one.
-    gcs_port = RAY_PORT if port_free("0.0.0.0", RAY_PORT) else free_port()
-    command = [
-        ray,
-        "start",
-        "--head",
-        f"--port={gcs_port}",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        # Every replica's metrics, through Ray's exporter, at one Prometheus scrape per node.
-        f"--metrics-export-port={metrics_port}",
-    ]
-    if num_cpus:
-        command.append(f"--num-cpus={num_cpus}")
     log = state_dir() / "ray-start.log"
-    with log.open("w") as out:
-        result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180)
-    # Even a failed start may have left a head behind: the caller stops what these marks find.
-    marks = {"gcs_port": str(gcs_port)}
-    with contextlib.suppress(OSError):
-        marks["gcs_address"] = _address_file().read_text().strip()
-    if result.returncode != 0:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        # Another cluster on this machine may hold our usual GCS port: then any free one.
+        gcs_port = RAY_PORT if port_free("0.0.0.0", RAY_PORT) else free_port()
+        command = [
+            ray,
+            "start",
+            "--head",
+            f"--port={gcs_port}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            # Every replica's metrics, through Ray's exporter, at one Prometheus scrape a node.
+            f"--metrics-export-port={metrics_port}",
+        ]
+        if num_cpus:
+            command.append(f"--num-cpus={num_cpus}")
+        with log.open("w") as out:
+            result = subprocess.run(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180
+            )
+        # Even a failed start may have left a head behind: these marks find it to stop it.
+        marks = {"gcs_port": str(gcs_port)}
+        with contextlib.suppress(OSError):
+            marks["gcs_address"] = _address_file().read_text().strip()
+        if result.returncode == 0:
+            return marks
         stop_local_ray(marks)
-        raise CLIError(f"`ray start` failed; see {log}")
-    return marks
+        slow = any(sign in log.read_text(errors="replace") for sign in SLOW_START)
+        if not slow or attempt == START_ATTEMPTS:
+            break
+        print(f"`ray start` timed out on a busy machine; trying again ({log})", file=sys.stderr)
+    raise CLIError(f"`ray start` failed; see {log}")
 
 
 def _marks(cluster: dict[str, str]) -> list[re.Pattern[bytes]]:

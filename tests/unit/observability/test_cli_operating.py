@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from deployments import local_ray
 from deployments.cli import app
-from gateway.cli.client import AdminClient
+from gateway.cli.client import AdminClient, CLIError
 
 
 def test_a_new_local_ray_exports_metrics_on_the_chosen_port(
@@ -29,6 +29,28 @@ def test_a_new_local_ray_exports_metrics_on_the_chosen_port(
     local_ray.start_ray("default", None, metrics_port=19464)
     assert "--metrics-export-port=9464" in ran[0]
     assert "--metrics-export-port=19464" in ran[1]
+
+
+@pytest.mark.parametrize(
+    ("printed", "tries"),
+    [("Exception: The current node timed out during startup.", 2), ("port in use", 1)],
+)
+def test_a_ray_start_too_slow_on_a_busy_machine_is_tried_once_more(
+    monkeypatch: pytest.MonkeyPatch, printed: str, tries: int
+) -> None:
+    ran: list[list[str]] = []
+    stopped: list[dict[str, str]] = []
+
+    def run(command: list[str], stdout: Any, **_: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(command)
+        stdout.write(printed)
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(local_ray.subprocess, "run", run)
+    monkeypatch.setattr(local_ray, "stop_local_ray", stopped.append)
+    with pytest.raises(CLIError, match="`ray start` failed"):
+        local_ray.start_ray("default", None)
+    assert len(ran) == len(stopped) == tries  # each failed start's leftovers stopped
 
 
 def test_status_shows_the_metrics_urls_and_provider_health(
