@@ -28,27 +28,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from noserve import app  # noqa: E402
 from run import Mock  # noqa: E402
-
-from gateway.auth import hash_key  # noqa: E402
-from gateway.config import GatewayConfig  # noqa: E402
-from gateway.server.api import create_api  # noqa: E402
-from gateway.server.local import local_gateway  # noqa: E402
 
 KEY = "sk-inproc-admin"
 
 
 def app_for(mock_base: str):
     os.environ["BENCH_MOCK_KEY"] = "sk-bench"
-    provider = {"name": "mock", "type": "openai", "base_url": mock_base}
-    config = GatewayConfig.model_validate(
-        {
-            "providers": [provider | {"api_key_env": "BENCH_MOCK_KEY"}],
-            "models": [{"name": "bench-model", "provider": "mock", "upstream": "bench-model"}],
-        }
-    )
-    gateway = local_gateway(config, hash_key(KEY))
-    return create_api(gateway.runtime, request_ids=True)
+    return app(mock_base, KEY)
 
 
 async def call(app, body: bytes) -> int:

@@ -284,12 +284,40 @@ class Portkey(Gateway):
         return t
 
 
+class NoServe(Gateway):
+    """llmgw's request path under one plain uvicorn process, no Ray: the floor that shows
+    what Serve's data plane costs (bench/noserve.py). Not a deployable mode."""
+
+    name, label = "llmgw-noserve", "llmgw without Serve (floor, not deployable)"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.version = "bench/noserve.py"
+        self.details = {"hops": 0, "hot_path": "uvicorn -> mock (in the process), no Ray"}
+        self.overhead_header = "x-llmgw-overhead-ms"
+
+    def start(self, upstream: str) -> Target:
+        port = free_port()
+        key = "sk-bench-admin-" + uuid.uuid4().hex
+        env = base_env(self.tag) | {"LLMGW_ADMIN_KEY": key, "BENCH_MOCK_KEY": "sk-bench"}
+        cmd = [sys.executable, str(HERE / "noserve.py"), "--upstream", upstream]
+        self.proc = spawn([*cmd, "--port", str(port)], env=env, log=self.log)
+        t = Target(
+            self.name,
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"authorization": f"Bearer {key}"},
+        )
+        self.ready_s = wait_ready(t, self.proc, self.log, self.ready_timeout)
+        return t
+
+
 LLMGW_VARIANTS = (
     "llmgw-inline",
     "llmgw-inline-2x",
     "llmgw-router",
     "llmgw-sim",
     "llmgw-sim-default",
+    "llmgw-noserve",
 )
 ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey")  # also the order they run in
 DEFAULT = ("llmgw", "litellm", "portkey")
@@ -304,6 +332,8 @@ GROUPS = {  # shorthands accepted by --only
 def make(name: str, portkey_stream_fix: bool = False, **kw) -> Gateway:
     if name == "portkey":
         return Portkey(stream_fix=portkey_stream_fix, **kw)
+    if name == "llmgw-noserve":
+        return NoServe(**kw)
     if name == "llmgw" or name in LLMGW_VARIANTS:
         from peer_llmgw import Llmgw
 

@@ -8,16 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from peers import LLMGW_VARIANTS
+
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_DIR = HERE / "results"
-VARIANTS = (
-    "llmgw-inline",
-    "llmgw-inline-2x",
-    "llmgw-router",
-    "llmgw-sim",
-    "llmgw-sim-default",
-)
+VARIANTS = LLMGW_VARIANTS
 ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey")
 NAMES = {"direct": "direct", "llmgw": "llmgw", "litellm": "LiteLLM", "portkey": "Portkey"}
 NAMES.update({v: v for v in VARIANTS})
