@@ -1,5 +1,8 @@
 """What one Serve handle hop costs by itself: an ingress-like deployment calls a no-op
-deployment by handle, unary and streaming, against the same no-op called in its own process.
+deployment by handle, unary and streaming, against the same no-op called in its own process,
+and over a side channel of the callee's own (a kept-alive TCP connection carrying
+length-prefixed pickles, the replica found by its handle): the cost of the hop's transport
+with Serve's request path left out.
 
 Timed inside the calling replica (no HTTP, no driver on the clock), at 1 and 16 calls in
 flight, with three payloads: the request as JSON bytes and a model reference (the lean
@@ -134,6 +137,24 @@ def main() -> None:
         def cpu_s(self) -> float:
             return time.process_time()
 
+        async def listen(self) -> int:
+            """Start the socket side channel on this replica's loop; its port."""
+            if getattr(self, "_server", None) is None:
+                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            return self._server.sockets[0].getsockname()[1]
+
+        async def _serve(self, reader: Any, writer: Any) -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    kind, payload, chunks = pickle.loads(await _read_frame(reader))
+                    if kind == "call":
+                        writer.write(_frame(await self.call(payload)))
+                    else:
+                        async for item in self.stream(payload, chunks):
+                            writer.write(_frame(item))
+                        writer.write(_frame(b""))
+                    await writer.drain()
+
     @serve.deployment(**options)
     class Caller:
         """The ingress's side: the same call by handle or in its own process, timed here."""
@@ -151,8 +172,28 @@ def main() -> None:
         def pid(self) -> int:
             return os.getpid()
 
+        async def _socket(self) -> tuple[Any, Any]:
+            """A kept-alive connection to the callee's side channel (one per call in flight,
+            as HTTP/1.1 keep-alive would have it)."""
+            if not hasattr(self, "_idle"):
+                self._idle: list[tuple[Any, Any]] = []
+                self._port = await self.handle.listen.remote()
+            if self._idle:
+                return self._idle.pop()
+            return await asyncio.open_connection("127.0.0.1", self._port)
+
         async def _one(self, mode: str, payload: Any, chunks: int) -> None:
-            if mode == "local":
+            if mode in ("socket", "socket-stream"):
+                reader, writer = await self._socket()
+                kind = "call" if mode == "socket" else "stream"
+                writer.write(_frame(pickle.dumps((kind, payload, chunks))))
+                if kind == "call":
+                    await _read_frame(reader)
+                else:
+                    while await _read_frame(reader):
+                        pass
+                self._idle.append((reader, writer))
+            elif mode == "local":
                 await self.local.call(payload)
             elif mode == "hop":
                 await self.handle.call.remote(payload)
@@ -219,18 +260,30 @@ def main() -> None:
         ray.shutdown()
 
 
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+async def _read_frame(reader: Any) -> bytes:
+    size = int.from_bytes(await reader.readexactly(4), "big")
+    return await reader.readexactly(size) if size else b""
+
+
 PLAN = [
     ("idle", "none", 0),
     ("local", "lean", 1),
     ("hop", "none", 1),
     ("hop", "lean", 1),
     ("hop", "parsed", 1),
+    ("socket", "lean", 1),
     ("local", "lean", 16),
     ("hop", "lean", 16),
     ("hop", "parsed", 16),
+    ("socket", "lean", 16),
     ("local-stream", "lean", 1),
     ("hop-stream", "lean", 1),
     ("hop-stream", "lean", 16),
+    ("socket-stream", "lean", 16),
 ]
 
 
