@@ -52,6 +52,11 @@ VARIANTS = {
         "ingress x2 -> mock (in the ingress)",
         config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
     ),
+    "llmgw-side": Variant(
+        1,
+        "ingress -> OpenAIPool by its side channel -> mock",
+        config="server: {side_channel: true}\n",
+    ),
     "llmgw-router": Variant(
         2, "ingress -> Router -> OpenAIPool -> mock", config="routing: {placement: router}\n"
     ),

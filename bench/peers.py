@@ -312,6 +312,7 @@ class NoServe(Gateway):
 
 
 LLMGW_VARIANTS = (
+    "llmgw-side",
     "llmgw-inline",
     "llmgw-inline-2x",
     "llmgw-router",

@@ -14,6 +14,7 @@ from deployments.live_settings import SETTINGS, LiveSettings
 from deployments.options import POOL_NAMES, serve_options
 from deployments.placement_router import Router
 from deployments.pool import ProviderPool
+from deployments.side_channel import POLICY
 from gateway.auth import admin_key
 from gateway.config import ConfigError, DeploymentSettings, GatewayConfig, load_config, store_url
 from gateway.providers.discovery import default_config, with_installed_models
@@ -71,8 +72,19 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
             return {**base, "autoscaling_config": UNUSED}
         return {**base, **serve_options(settings)}
 
+    side_channel = side_channel_placement(config)
+
+    def pool_options(name: str) -> dict[str, Any]:
+        found = options(name)
+        scaling = found.get("autoscaling_config")
+        if side_channel and name in used and scaling is not None:
+            # Serve counts the calls by handle; the policy adds those by side channel.
+            found["autoscaling_config"] = {**scaling, "policy": {"policy_function": POLICY}}
+        return found
+
     pools = {
-        kind: ProviderPool.options(**options(name)).bind(kind) for kind, name in POOL_NAMES.items()
+        kind: ProviderPool.options(**pool_options(name)).bind(kind, **side_channel)
+        for kind, name in POOL_NAMES.items()
     }
     router = Router.options(**options("Router")).bind(config, pools)
     providers = [status._asdict() for status in report]
@@ -92,6 +104,13 @@ def live_settings(name: str, settings: DeploymentSettings | None) -> LiveSetting
             for e in exc.errors()
         )
         raise ConfigError(problems) from None
+
+
+def side_channel_placement(config: GatewayConfig) -> dict[str, Any]:
+    """The pools' extra argument with `server.side_channel`: where the directory actor goes."""
+    if not config.server.side_channel:
+        return {}
+    return {"side_channel": dict(config.actors.resources)}
 
 
 def used_deployments(config: GatewayConfig) -> set[str]:
@@ -123,10 +142,11 @@ def teardown(timeout_s: float = 30.0) -> None:
     from deployments.access_actor import ACCESS_NAME
     from deployments.quota_actor import QUOTA_NAME
     from deployments.registry_actor import NAMESPACE, REGISTRY_NAME
+    from deployments.side_channel import DIRECTORY_NAME
     from deployments.usage_writer import WRITER_NAME
 
     serve.delete(APP_NAME)
-    for name in (WRITER_NAME, REGISTRY_NAME, ACCESS_NAME, QUOTA_NAME):
+    for name in (WRITER_NAME, REGISTRY_NAME, ACCESS_NAME, QUOTA_NAME, DIRECTORY_NAME):
         try:
             actor = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:

@@ -22,6 +22,7 @@ from deployments.pool import replica_upstream
 from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
+from deployments.side_channel import ChannelClient
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
@@ -69,9 +70,15 @@ class Ingress:
         writer = lambda: get_or_create_usage_writer(store_url, **placed)  # noqa: E731
         self.sink = UsageSink(writer(), reconnect=writer)
         recorder = ReplicaRecorder(self.feed, self.sink)
+        self.channel = None
         if config.routing.placement != "router":
             circuits = CircuitBoard(config.routing.circuit)
-            upstream = replica_upstream(pools, config.server.inline_providers)
+            self.channel = ChannelClient.for_config(
+                config.server.side_channel, config.actors.resources
+            )
+            if self.channel is not None:
+                self.channel.start()
+            upstream = replica_upstream(pools, config.server.inline_providers, self.channel)
             invoker: Any = Invoker(upstream, config.routing, circuits)
         else:
             invoker = RouterInvoker(router, config.routing)
@@ -104,3 +111,5 @@ class Ingress:
         await self.sink.aclose()
         await self.feed.aclose()
         await self.access.aclose()
+        if self.channel is not None:
+            self.channel.aclose()

@@ -18,6 +18,7 @@ from ray import serve
 from deployments.live_settings import reconfigure_router
 from deployments.pool import RAY_ERRORS, direct, relay, replica_upstream, unwrap
 from deployments.registry_versions import Fetch, RegistryVersions, mismatch, registry_fetch
+from deployments.side_channel import ChannelClient
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.errors import GatewayError
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart
@@ -82,12 +83,15 @@ class Router:
         self, config: GatewayConfig, pools: dict[str, Any], fetch: Fetch | None = None
     ) -> None:
         circuits = CircuitBoard(config.routing.circuit)
-        upstream = replica_upstream(pools, config.server.inline_providers)
+        self.channel = ChannelClient.for_config(config.server.side_channel, config.actors.resources)
+        upstream = replica_upstream(pools, config.server.inline_providers, self.channel)
         self.invoker = Invoker(upstream, config.routing, circuits)
         self.versions = RegistryVersions(fetch or registry_fetch())
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         await reconfigure_router(user_config)
+        if self.channel is not None:
+            self.channel.start()  # on the replica's event loop; once
 
     async def _planned(
         self, call: ChainCall

@@ -9,7 +9,7 @@ as ready SSE frames), so the ingress forwards bytes without re-parsing them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from ray import serve
@@ -20,6 +20,12 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from deployments.live_settings import reconfigure_pool
 from deployments.pool_status import PoolWatch, no_replica, serve_statuses
 from deployments.registry_versions import Fetch, RegistryVersions, registry_fetch
+from deployments.side_channel import (
+    IN_FLIGHT_METRIC,
+    ChannelClient,
+    PoolChannel,
+    get_or_create_directory,
+)
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
 from gateway.pipeline.invoker import CANCELLED
@@ -31,14 +37,41 @@ from gateway.providers.framing import Completed, StreamItem, coalesced
 class ProviderPool:
     """The adapters of one provider type, behind a deployment handle."""
 
-    def __init__(self, provider_type: str, fetch: Fetch | None = None) -> None:
+    def __init__(
+        self,
+        provider_type: str,
+        fetch: Fetch | None = None,
+        side_channel: Mapping[str, float] | None = None,
+    ) -> None:
         self.provider_type = provider_type
         self.upstream = LocalUpstream()
         self.versions = RegistryVersions(fetch or registry_fetch())
         self.ongoing = 0  # calls accepted and not yet answered: the pool's queue depth
+        # With `server.side_channel`: the directory actor's placement (`actors.resources`).
+        self._side_channel = side_channel
+        self.channel: PoolChannel | None = None
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         await reconfigure_pool(self, user_config)
+        if self._side_channel is not None and self.channel is None:
+            # Here, not in the constructor: Serve runs this on the replica's own event loop.
+            self.channel = PoolChannel(
+                self, self.provider_type, get_or_create_directory(self._side_channel)
+            )
+            await self.channel.start()
+
+    def side_channel_calls(self) -> int:
+        """Calls this replica has served by its side channel (0 without one)."""
+        return self.channel.server.calls if self.channel is not None else 0
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """For Serve's autoscaler (a pool that autoscales): the calls it cannot count itself,
+        those in flight by the side channel (`side_channel.autoscaling_policy` adds them)."""
+        return {IN_FLIGHT_METRIC: self.channel.server.in_flight if self.channel else 0}
+
+    async def __del__(self) -> None:
+        if self.channel is not None:
+            await self.channel.aclose()
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
@@ -106,13 +139,16 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def replica_upstream(pools: dict[str, Any], inline: list[str]) -> Upstream:
+def replica_upstream(
+    pools: dict[str, Any], inline: list[str], channel: ChannelClient | None = None
+) -> Upstream:
     """What a replica calls providers through: its own adapters for the inline types, the
-    pools' handles for the rest."""
+    pools (by their side channel where it has one, else their handles) for the rest."""
+    pooled = PoolUpstream(pools, channel=channel)
     if not inline:
-        return PoolUpstream(pools)
+        return pooled
     local = LocalUpstream()
-    return ByProviderType(PoolUpstream(pools), {kind: local for kind in inline})
+    return ByProviderType(pooled, {kind: local for kind in inline})
 
 
 def direct(handle: Any) -> Any:
@@ -129,7 +165,13 @@ def direct(handle: Any) -> Any:
 class PoolUpstream:
     """The `Upstream` the ingress uses: one handle hop to the pool of the provider's type."""
 
-    def __init__(self, pools: dict[str, Any], watch: PoolWatch | None = None) -> None:
+    def __init__(
+        self,
+        pools: dict[str, Any],
+        watch: PoolWatch | None = None,
+        channel: ChannelClient | None = None,
+    ) -> None:
+        self.channel = channel
         if watch is None:
             names = {kind: handle.deployment_name for kind, handle in pools.items()}
             app = next(iter(pools.values())).app_name if pools else ""
@@ -157,6 +199,11 @@ class PoolUpstream:
 
     async def send(self, call: UpstreamCall) -> Completed:
         method, waiting = self._pool(call, self._sends)
+        if self.channel is not None:
+            kind = call.provider_config.type if call.provider_config else ""
+            answer = await self.channel.send(kind, call)
+            if answer is not None:
+                return answer
         response = None
         try:
             response = method.remote(call)
@@ -169,9 +216,28 @@ class PoolUpstream:
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[StreamItem]:
         method, waiting = self._pool(call, self._streams)
+        if self.channel is not None:
+            return self._stream_by_channel(call, method, waiting)
+        return self._stream_by_handle(call, method, waiting)
+
+    def _stream_by_handle(
+        self, call: UpstreamCall, method: Any, waiting: set[Any]
+    ) -> AsyncIterator[StreamItem]:
         response = method.remote(call)
         waiting.add(response)
         return relay(response, lambda error: self._failure(call, response, error), waiting)
+
+    async def _stream_by_channel(
+        self, call: UpstreamCall, method: Any, waiting: set[Any]
+    ) -> AsyncIterator[StreamItem]:
+        assert self.channel is not None
+        kind = call.provider_config.type if call.provider_config else ""
+        items = await self.channel.stream(kind, call)
+        if items is None:
+            items = self._stream_by_handle(call, method, waiting)
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield item
 
     def _failure(self, call: UpstreamCall, response: Any, error: BaseException) -> BaseException:
         """A failed call's error: the watch's refusal if it cancelled the call, Serve's

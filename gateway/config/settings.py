@@ -129,6 +129,13 @@ class ServerConfig(_Section):
             "latency, but they scale with the ingress instead of on their own"
         ),
     )
+    side_channel: bool = Field(
+        default=False,
+        description=(
+            "calls from the ingress to provider pools over the pools' own kept-alive TCP "
+            "connections instead of Serve's handle (about 0.8 ms less CPU a call)"
+        ),
+    )
 
 
 class DeploymentSettings(_Section):
