@@ -49,6 +49,8 @@ EXPIRE_S = 3 * HEARTBEAT_S
 REFRESH_S = 1.0
 # An endpoint that refused a connection is skipped this long (the directory may still list it).
 SHUN_S = 5.0
+# A host that does not answer at all (a node gone without a reset) is given up on after this.
+CONNECT_S = 2.0
 # The largest frame read: a request is bounded by `server.max_body_bytes` well below this.
 MAX_FRAME = 256 * 1024 * 1024
 TOKEN_BYTES = 32
@@ -260,8 +262,12 @@ class Endpoint:
 
     address: tuple[str, int]
     idle: list[Connection] = field(default_factory=list)
-    in_flight: int = 0
+    busy: set[Connection] = field(default_factory=set)  # carrying a call
     shunned_until: float = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.busy)
 
     async def connection(self, token: bytes) -> Connection:
         while self.idle:
@@ -269,7 +275,7 @@ class Endpoint:
             if not (conn.reader.at_eof() or conn.writer.is_closing()):
                 return conn
             conn.close()  # the pool closed it between calls (its replica stopping)
-        reader, writer = await asyncio.open_connection(*self.address)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address), CONNECT_S)
         try:
             writer.write(frame(token))
             if await read_frame(reader, len(_OK)) != _OK:
@@ -280,9 +286,17 @@ class Endpoint:
         return Connection(reader, writer)
 
     def close(self) -> None:
+        """Close the connections between calls."""
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+
+    def abandon(self) -> None:
+        """The replica is gone from the directory (it stopped, or its node did): close every
+        connection, so calls still waiting on one fail now, not at their deadline."""
+        self.close()
+        for conn in self.busy:
+            conn.close()
 
 
 def _lost(error: BaseException) -> ServiceUnavailableError:
@@ -327,7 +341,7 @@ class ChannelClient:
             for kind, addresses in by_kind.items()
         }
         for gone in known.values():
-            gone.close()
+            gone.abandon()
         self._endpoints = fresh
 
     def start(self) -> None:
@@ -352,8 +366,8 @@ class ChannelClient:
         while (endpoint := self._pick(kind)) is not None:
             try:
                 return endpoint, await endpoint.connection(self._token)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError) as error:
-                log.warning("side channel: %s:%d refused: %s", *endpoint.address, error)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as error:
+                log.warning("side channel: %s:%d refused: %r", *endpoint.address, error)
                 endpoint.shunned_until = time.monotonic() + SHUN_S
                 endpoint.close()
         return None
@@ -364,7 +378,7 @@ class ChannelClient:
         if picked is None:
             return None
         endpoint, conn = picked
-        endpoint.in_flight += 1
+        endpoint.busy.add(conn)
         try:
             conn.writer.write(frame(pickle.dumps(("send", call))))
             status, value = pickle.loads(await read_frame(conn.reader))
@@ -375,7 +389,7 @@ class ChannelClient:
             conn.close()  # cancelled: the pool sees the connection close and cancels too
             raise
         finally:
-            endpoint.in_flight -= 1
+            endpoint.busy.discard(conn)
         endpoint.idle.append(conn)
         if status == "error":
             raise value
@@ -389,7 +403,7 @@ class ChannelClient:
         return self._items(*picked, call)
 
     async def _items(self, endpoint: Endpoint, conn: Connection, call: Any) -> AsyncIterator[Any]:
-        endpoint.in_flight += 1
+        endpoint.busy.add(conn)
         finished = False
         try:
             conn.writer.write(frame(pickle.dumps(("stream", call))))
@@ -406,7 +420,7 @@ class ChannelClient:
                     raise value
                 return
         finally:
-            endpoint.in_flight -= 1
+            endpoint.busy.discard(conn)
             if finished:
                 endpoint.idle.append(conn)
             else:  # cut short (the client left, a timeout): the pool cancels the call

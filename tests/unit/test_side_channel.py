@@ -152,6 +152,33 @@ async def test_a_connection_lost_mid_call_is_a_503_that_falls_back(served: Any) 
     assert info.value.code == "pool_connection_lost" and info.value.retryable
 
 
+async def test_a_call_to_a_replica_the_directory_dropped_fails_now(served: Any) -> None:
+    # A node gone without a reset: nothing arrives on the connection until the directory,
+    # missing the replica's heartbeats, drops it; then the call is a 503 at once.
+    pool, _, client = served
+    port = client._endpoints["sim"][0].address[1]
+    listing: dict[str, Any] = {"sim": [("127.0.0.1", port)]}
+    client._fetch = _listing(listing)
+    await client.refresh()
+    waiting = asyncio.ensure_future(client.send("sim", "hang"))
+    await _until(lambda: "hang" in pool.calls)
+    listing.clear()
+    await client.refresh()
+    with pytest.raises(ServiceUnavailableError) as info:
+        await asyncio.wait_for(waiting, 1.0)
+    assert info.value.code == "pool_connection_lost"
+
+
+def _listing(listing: dict[str, Any]) -> Any:
+    """A directory whose endpoints are `listing`, a new version at every read."""
+    version = iter(range(100, 1000))
+
+    async def endpoints(_: int) -> Any:
+        return next(version), TOKEN, listing
+
+    return endpoints
+
+
 async def test_without_the_token_nothing_is_read_as_a_call(served: Any) -> None:
     pool, _server, client = served
     port = client._endpoints["sim"][0].address[1]
