@@ -49,10 +49,10 @@ os.environ.setdefault("LLMGW_POOL_FAILED_OPENAI_KEY", "sk-pool-failed-openai")
 class _PoolWithoutOpenAI(ProviderPool.func_or_class):  # type: ignore[name-defined,misc]
     """A provider pool whose openai replicas fail in their constructor."""
 
-    def __init__(self, provider_type: str, fetch: Any = None) -> None:
+    def __init__(self, provider_type: str, fetch: Any = None, **options: Any) -> None:
         if provider_type == "openai":
             raise RuntimeError("the openai adapter cannot be built on this node")
-        super().__init__(provider_type, fetch)
+        super().__init__(provider_type, fetch, **options)
 
 
 # Serve's replicas import code with the sys.path of the job that started Serve's controller:
