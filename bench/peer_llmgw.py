@@ -41,7 +41,8 @@ class Variant:
     sim: bool = False  # answered by the built-in sim provider; the mock is not called
 
 
-PROD, SIM = "ingress -> OpenAIPool -> mock", "ingress -> SimPool (zero latency)"
+PROD = "ingress -> OpenAIPool by its side channel -> mock"
+SIM = "ingress -> SimPool by its side channel (zero latency)"
 VARIANTS = {
     "llmgw": Variant(1, PROD),
     "llmgw-inline": Variant(
@@ -52,10 +53,10 @@ VARIANTS = {
         "ingress x2 -> mock (in the ingress)",
         config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
     ),
-    "llmgw-side": Variant(
+    "llmgw-handle": Variant(
         1,
-        "ingress -> OpenAIPool by its side channel -> mock",
-        config="server: {side_channel: true}\n",
+        "ingress -> OpenAIPool by Serve's handle -> mock",
+        config="server: {side_channel: false}\n",
     ),
     "llmgw-router": Variant(
         2, "ingress -> Router -> OpenAIPool -> mock", config="routing: {placement: router}\n"

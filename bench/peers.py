@@ -312,7 +312,7 @@ class NoServe(Gateway):
 
 
 LLMGW_VARIANTS = (
-    "llmgw-side",
+    "llmgw-handle",
     "llmgw-inline",
     "llmgw-inline-2x",
     "llmgw-router",

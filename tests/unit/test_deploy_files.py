@@ -38,6 +38,23 @@ def test_serve_config_is_valid_and_names_real_deployments(name: str, config: dic
     assert check_serve_config(config) == [], name
 
 
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [*_serve_configs(), ("cluster/serve-multinode.yaml", None)],
+    ids=lambda v: str(v)[:40],
+)
+def test_every_pool_scales_on_its_side_channel_calls_too(name: str, config: dict | None) -> None:
+    # `autoscaling_config` here replaces the builder's whole: the policy must be named here.
+    if config is None:
+        config = yaml.safe_load((ROOT / name).read_text())
+    (app,) = config["applications"]
+    pools = [d for d in app["deployments"] if d["name"].endswith("Pool")]
+    assert len(pools) == 6, name
+    for pool in pools:
+        policy = pool["autoscaling_config"]["policy"]["policy_function"]
+        assert policy == "deployments.side_channel:autoscaling_policy", (name, pool["name"])
+
+
 def test_the_default_serve_config_builds_the_app() -> None:
     from deployments.app import build_app
 
