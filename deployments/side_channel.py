@@ -51,6 +51,9 @@ REFRESH_S = 1.0
 SHUN_S = 5.0
 # A host that does not answer at all (a node gone without a reset) is given up on after this.
 CONNECT_S = 2.0
+# How long a stopping pool replica waits for its side-channel calls (under Serve's 30 s
+# graceful_shutdown_timeout_s, after which Serve kills the replica anyway).
+DRAIN_S = 25.0
 # The largest frame read: a request is bounded by `server.max_body_bytes` well below this.
 MAX_FRAME = 256 * 1024 * 1024
 TOKEN_BYTES = 32
@@ -82,7 +85,9 @@ class ChannelServer:
         self.pool = pool
         self._token = token
         self._server: asyncio.Server | None = None
-        self._waiting: set[Any] = set()  # connections between calls
+        self._open: set[Any] = set()  # every connection's writer
+        self._busy: set[Any] = set()  # those answering a call
+        self._closing = False
         self.calls = 0  # calls served (`ProviderPool.side_channel_calls`)
         self.in_flight = 0  # calls being answered (the pool's autoscaling reads it)
 
@@ -93,9 +98,10 @@ class ChannelServer:
     def close(self) -> None:
         """Stop accepting and close the connections between calls; calls in flight finish
         on theirs (a replica's graceful stop)."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for writer in self._waiting:
+        for writer in self._open - self._busy:
             writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: Any) -> None:
@@ -108,19 +114,18 @@ class ChannelServer:
             if not hmac.compare_digest(sent, self._token()):
                 return
             writer.write(frame(_OK))
+            self._open.add(writer)
             while True:
-                self._waiting.add(writer)
                 data = await read_frame(reader)
                 if answering is not None:
                     await answering
-                self._waiting.discard(writer)
                 kind, call = pickle.loads(data)
                 self.calls += 1
                 answering = asyncio.ensure_future(self._answer(kind, call, writer))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, OSError):
             return
         finally:
-            self._waiting.discard(writer)
+            self._open.discard(writer)
             if answering is not None:
                 answering.cancel()
                 if answering.done() and not answering.cancelled():
@@ -129,24 +134,29 @@ class ChannelServer:
 
     async def _answer(self, kind: str, call: Any, writer: Any) -> None:
         self.in_flight += 1
+        self._busy.add(writer)
         try:
-            if kind == "send":
-                writer.write(frame(pickle.dumps(("ok", await self.pool.send(call)))))
-            else:
-                async with contextlib.aclosing(self.pool.stream(call)) as items:
-                    async for item in items:
-                        writer.write(frame(pickle.dumps(("item", item))))
-                        await writer.drain()
-                writer.write(frame(pickle.dumps(("end", None))))
-        except GatewayError as error:
-            writer.write(frame(pickle.dumps(("error", error))))
-        except Exception as error:
-            log.exception("side channel: the pool failed a call")
-            failed = InternalError(f"the provider pool failed: {type(error).__name__}")
-            writer.write(frame(pickle.dumps(("error", failed))))
-        finally:
+            try:
+                if kind == "send":
+                    writer.write(frame(pickle.dumps(("ok", await self.pool.send(call)))))
+                else:
+                    async with contextlib.aclosing(self.pool.stream(call)) as items:
+                        async for item in items:
+                            writer.write(frame(pickle.dumps(("item", item))))
+                            await writer.drain()
+                    writer.write(frame(pickle.dumps(("end", None))))
+            except GatewayError as error:
+                writer.write(frame(pickle.dumps(("error", error))))
+            except Exception as error:
+                log.exception("side channel: the pool failed a call")
+                failed = InternalError(f"the provider pool failed: {type(error).__name__}")
+                writer.write(frame(pickle.dumps(("error", failed))))
+            await writer.drain()
+        finally:  # answered in full, failed, or cancelled (the caller went away)
             self.in_flight -= 1
-        await writer.drain()
+            self._busy.discard(writer)
+        if self._closing:  # answered; the caller takes no further call here
+            writer.close()
 
 
 class PoolChannel:
@@ -183,13 +193,20 @@ class PoolChannel:
             except Exception:  # the directory restarting: the next beat announces again
                 log.warning("side channel: announcing to the directory failed", exc_info=True)
 
-    async def aclose(self) -> None:
-        """Withdraw (callers move to other replicas or the handle), then stop listening."""
+    async def aclose(self, drain_s: float = DRAIN_S) -> None:
+        """A graceful stop: withdraw (callers move to other replicas or the handle), stop
+        listening, and wait up to `drain_s` for the calls in flight to finish. Serve waits
+        only for the calls it routed, so without this wait its stop would cut these."""
         if self._beat is not None:
             self._beat.cancel()
         with contextlib.suppress(Exception):
             await self.directory.withdraw.remote(self.replica)
         self.server.close()
+        deadline = time.monotonic() + drain_s
+        while self.server.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.server.in_flight:
+            log.warning("side channel: %d calls still in flight at stop", self.server.in_flight)
 
 
 # ---------------------------------------------------------------------------- the directory

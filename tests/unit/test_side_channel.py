@@ -179,6 +179,29 @@ def _listing(listing: dict[str, Any]) -> Any:
     return endpoints
 
 
+async def test_a_stopping_pool_waits_for_its_calls_in_flight(served: Any) -> None:
+    from deployments.side_channel import PoolChannel
+
+    pool, server, client = served
+
+    class Directory:
+        class withdraw:  # an actor method: `directory.withdraw.remote(...)`
+            @staticmethod
+            async def remote(replica: str) -> None:
+                return None
+
+    channel = PoolChannel(pool, "sim", Directory())
+    channel.server = server
+    waiting = asyncio.ensure_future(client.send("sim", "hang"))
+    await _until(lambda: server.in_flight == 1)
+    stopping = asyncio.ensure_future(channel.aclose())
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # the call in flight holds the stop
+    pool.release.set()
+    assert await waiting  # answered in full
+    await asyncio.wait_for(stopping, 2.0)
+
+
 async def test_without_the_token_nothing_is_read_as_a_call(served: Any) -> None:
     pool, _server, client = served
     port = client._endpoints["sim"][0].address[1]
