@@ -151,6 +151,11 @@ def replica_upstream(
     return ByProviderType(pooled, {kind: local for kind in inline})
 
 
+def _kind(call: UpstreamCall) -> str:
+    """The provider type of a call's pool ("" for a call without its provider's config)."""
+    return call.provider_config.type if call.provider_config else ""
+
+
 def direct(handle: Any) -> Any:
     """`handle` on Serve's gRPC path to the replica, not Ray actor calls by object reference.
 
@@ -188,7 +193,7 @@ class PoolUpstream:
         }
 
     def _pool(self, call: UpstreamCall, handles: dict[str, Any]) -> tuple[Any, set[Any]]:
-        kind = call.provider_config.type if call.provider_config else None
+        kind = _kind(call)
         try:
             return handles[kind]
         except KeyError:
@@ -200,8 +205,7 @@ class PoolUpstream:
     async def send(self, call: UpstreamCall) -> Completed:
         method, waiting = self._pool(call, self._sends)
         if self.channel is not None:
-            kind = call.provider_config.type if call.provider_config else ""
-            answer = await self.channel.send(kind, call)
+            answer = await self.channel.send(_kind(call), call)
             if answer is not None:
                 return answer
         response = None
@@ -231,8 +235,7 @@ class PoolUpstream:
         self, call: UpstreamCall, method: Any, waiting: set[Any]
     ) -> AsyncIterator[StreamItem]:
         assert self.channel is not None
-        kind = call.provider_config.type if call.provider_config else ""
-        items = await self.channel.stream(kind, call)
+        items = await self.channel.stream(_kind(call), call)
         if items is None:
             items = self._stream_by_handle(call, method, waiting)
         async with contextlib.aclosing(items):
@@ -246,7 +249,7 @@ class PoolUpstream:
         if refused is not None:
             return refused
         if isinstance(error, DeploymentUnavailableError):
-            kind = call.provider_config.type if call.provider_config else "?"
+            kind = _kind(call) or "?"
             deployment = self.watch.deployments.get(kind, kind)
             return no_replica(kind, deployment, "its replicas failed to start")
         return unwrap(error)

@@ -63,6 +63,11 @@ IN_FLIGHT_METRIC = "side_channel_in_flight"
 POLICY = "deployments.side_channel:autoscaling_policy"
 
 
+# A connection that closed, reset, timed out or sent a frame too large: OSError covers
+# ConnectionError and TimeoutError.
+_DROPPED = (asyncio.IncompleteReadError, OSError)
+
+
 def frame(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
@@ -122,7 +127,7 @@ class ChannelServer:
                 kind, call = pickle.loads(data)
                 self.calls += 1
                 answering = asyncio.ensure_future(self._answer(kind, call, writer))
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, OSError):
+        except _DROPPED:
             return
         finally:
             self._open.discard(writer)
@@ -323,9 +328,6 @@ def _lost(error: BaseException) -> ServiceUnavailableError:
     )
 
 
-_DROPPED = (asyncio.IncompleteReadError, ConnectionError, OSError)
-
-
 class ChannelClient:
     """An ingress's (or Router's) side of the side channel: endpoints kept fresh from the
     directory, calls sent to the least busy one. `send`/`stream` answer None where the call
@@ -383,7 +385,7 @@ class ChannelClient:
         while (endpoint := self._pick(kind)) is not None:
             try:
                 return endpoint, await endpoint.connection(self._token)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as error:
+            except _DROPPED as error:
                 log.warning("side channel: %s:%d refused: %r", *endpoint.address, error)
                 endpoint.shunned_until = time.monotonic() + SHUN_S
                 endpoint.close()
