@@ -1,13 +1,15 @@
 """A pool's side channel: an ingress's calls straight to a pool replica over a kept-alive TCP
-connection of the pool's own, beside Serve's handle (`server.side_channel`, off by default).
+connection of the pool's own, beside Serve's handle (`server.side_channel`, on by default).
 
 bench/hop_cost.py measured Serve's gRPC hop at ~0.4-0.5 ms of CPU on each side of a unary
 call and ~1-2 ms a side for a 20-chunk stream; a bare socket costs ~0.01-0.03 ms and ~0.1 ms.
 
 - A pool replica with the side channel listens on its node's address (any free port) and
   announces itself to the `PoolDirectory` actor every `HEARTBEAT_S` (provider type, address);
-  it withdraws on a graceful stop, and the directory forgets one it has not heard from in
-  `EXPIRE_S` (a replica that died).
+  on a graceful stop it drains (listed for no new call; its callers keep the connections of
+  the calls in flight, which it waits for) and then withdraws, and the directory forgets one
+  it has not heard from in `EXPIRE_S` (a replica that died: its callers close every
+  connection to it, so calls waiting there fail at once).
 - Every connection opens with the cluster's token (random, made by the directory): a
   connection that does not send it first is closed before anything else it sends is read.
 - Each ingress (or Router) replica reads the endpoints every `REFRESH_S` and sends a call to
@@ -61,6 +63,9 @@ _OK = b"ok"
 # The custom autoscaling metric a pool replica reports: its side channel's calls in flight.
 IN_FLIGHT_METRIC = "side_channel_in_flight"
 POLICY = "deployments.side_channel:autoscaling_policy"
+# What the directory lists: its version, the token, live addresses by pool type, and the
+# addresses of replicas draining (no new calls; the calls in flight finish).
+Listing = tuple[int, bytes, dict[str, list], list]
 
 
 # A connection that closed, reset, timed out or sent a frame too large: OSError covers
@@ -202,8 +207,8 @@ class PoolChannel:
         """A graceful stop: withdraw (callers move to other replicas or the handle), stop
         listening, and wait up to `drain_s` for the calls in flight to finish. Serve waits
         only for the calls it routed, so without this wait its stop would cut these."""
-        if self._beat is not None:
-            self._beat.cancel()
+        # Draining: callers send no new call here and keep the connections of those in
+        # flight (the heartbeat goes on, so the directory does not take it for dead).
         with contextlib.suppress(Exception):
             await self.directory.withdraw.remote(self.replica)
         self.server.close()
@@ -212,47 +217,70 @@ class PoolChannel:
             await asyncio.sleep(0.05)
         if self.server.in_flight:
             log.warning("side channel: %d calls still in flight at stop", self.server.in_flight)
+        if self._beat is not None:
+            self._beat.cancel()
+        with contextlib.suppress(Exception):
+            await self.directory.withdraw.remote(self.replica, drained=True)
 
 
 # ---------------------------------------------------------------------------- the directory
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class PoolDirectory:
-    """Where pool replicas' side channels are, and the token their connections open with."""
+class Directory:
+    """Where pool replicas' side channels are, and the token their connections open with.
+
+    A replica stopping is first *draining*: listed for no new call, while the callers keep
+    the connections its calls in flight are on; once drained (or silent for `EXPIRE_S`, its
+    node gone) it is dropped, and callers close every connection to it."""
 
     def __init__(self) -> None:
         self._token = secrets.token_bytes(TOKEN_BYTES)
         self._endpoints: dict[str, tuple[str, tuple[str, int], float]] = {}
+        self._draining: set[str] = set()
         # From the clock: a restarted directory (a new token) never repeats a version a
         # caller already holds, so every caller takes the new token.
         self._version = time.time_ns()
 
     def announce(self, replica: str, kind: str, address: tuple[str, int]) -> bytes:
-        """A replica's heartbeat; returns the token its listener checks."""
+        """A replica's heartbeat (a draining one's too); returns the token its listener checks."""
         known = self._endpoints.get(replica)
         self._endpoints[replica] = (kind, tuple(address), time.monotonic())  # type: ignore[assignment]
         if known is None or known[:2] != (kind, tuple(address)):
             self._version += 1
         return self._token
 
-    def withdraw(self, replica: str) -> None:
-        if self._endpoints.pop(replica, None) is not None:
+    def withdraw(self, replica: str, drained: bool = False) -> None:
+        """A replica stopping: draining first (no new calls), then `drained` (gone)."""
+        if drained:
+            self._draining.discard(replica)
+            if self._endpoints.pop(replica, None) is not None:
+                self._version += 1
+        elif replica in self._endpoints and replica not in self._draining:
+            self._draining.add(replica)
             self._version += 1
 
-    def endpoints(self, known_version: int) -> tuple[int, bytes, dict[str, list]] | None:
-        """Every live endpoint by pool type, or None when `known_version` is current."""
+    def endpoints(self, known_version: int) -> Listing | None:
+        """Every live endpoint by pool type and the draining ones' addresses, or None when
+        `known_version` is current."""
         now = time.monotonic()
         for replica, (_, _, seen) in list(self._endpoints.items()):
             if now - seen > EXPIRE_S:
                 del self._endpoints[replica]
+                self._draining.discard(replica)
                 self._version += 1
         if known_version == self._version:
             return None
         by_kind: dict[str, list] = {}
-        for kind, address, _ in self._endpoints.values():
-            by_kind.setdefault(kind, []).append(address)
-        return self._version, self._token, by_kind
+        draining = []
+        for replica, (kind, address, _) in self._endpoints.items():
+            if replica in self._draining:
+                draining.append(address)
+            else:
+                by_kind.setdefault(kind, []).append(address)
+        return self._version, self._token, by_kind, draining
+
+
+PoolDirectory = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Directory)
 
 
 def get_or_create_directory(resources: Mapping[str, float] | None = None) -> Any:
@@ -342,25 +370,36 @@ class ChannelClient:
 
     @classmethod
     def for_config(cls, side_channel: bool, resources: Mapping[str, float]) -> ChannelClient | None:
-        """A replica's client when `server.side_channel` is on (started on its event loop)."""
+        """A replica's client when `server.side_channel` is on (started on its event loop).
+        The directory is looked up at the first read, so building one touches no actor."""
         if not side_channel:
             return None
-        directory = get_or_create_directory(resources)
-        return cls(lambda version: directory.endpoints.remote(version))
+        directory: list[Any] = []
+
+        def endpoints(version: int) -> Any:
+            if not directory:
+                directory.append(get_or_create_directory(resources))
+            return directory[0].endpoints.remote(version)
+
+        return cls(endpoints)
 
     async def refresh(self) -> None:
         """Take the directory's endpoints, keeping the connections of those still listed."""
         found = await self._fetch(self._version)
         if found is None:
             return
-        self._version, self._token, by_kind = found
+        self._version, self._token, by_kind, draining = found
         known = {ep.address: ep for eps in self._endpoints.values() for ep in eps}
         fresh = {
             kind: [known.pop(tuple(a), None) or Endpoint(tuple(a)) for a in addresses]
             for kind, addresses in by_kind.items()
         }
+        finishing = {tuple(a) for a in draining}
         for gone in known.values():
-            gone.abandon()
+            if gone.address in finishing:
+                gone.close()  # a replica stopping: its calls in flight finish on theirs
+            else:
+                gone.abandon()
         self._endpoints = fresh
 
     def start(self) -> None:

@@ -145,8 +145,9 @@ def test_the_directory_lists_each_pool_replica(client: openai.OpenAI) -> None:
     from deployments.side_channel import DIRECTORY_NAME, NAMESPACE
 
     directory: Any = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
-    _, _, endpoints = ray.get(directory.endpoints.remote(-1))
+    _, _, endpoints, draining = ray.get(directory.endpoints.remote(-1))
     assert {kind: len(listed) for kind, listed in endpoints.items()} == {"openai": 1, "sim": 1}
+    assert draining == []
 
 
 def _running(deployment: str) -> int:

@@ -64,7 +64,7 @@ async def served() -> AsyncIterator[tuple[Pool, ChannelServer, ChannelClient]]:
     listed = {"sim": [("127.0.0.1", port)]}
 
     async def endpoints(version: int) -> Any:
-        return None if version == 1 else (1, TOKEN, listed)
+        return None if version == 1 else (1, TOKEN, listed, [])
 
     client = ChannelClient(endpoints)
     await client.refresh()
@@ -174,7 +174,7 @@ def _listing(listing: dict[str, Any]) -> Any:
     version = iter(range(100, 1000))
 
     async def endpoints(_: int) -> Any:
-        return next(version), TOKEN, listing
+        return next(version), TOKEN, listing, []
 
     return endpoints
 
@@ -200,6 +200,39 @@ async def test_a_stopping_pool_waits_for_its_calls_in_flight(served: Any) -> Non
     pool.release.set()
     assert await waiting  # answered in full
     await asyncio.wait_for(stopping, 2.0)
+
+
+async def test_a_draining_replica_finishes_its_calls_and_takes_no_new_one(served: Any) -> None:
+    # The directory's own logic (the actor's class), as the pool's stop drives it: draining
+    # first, while a call is in flight; gone once it is answered.
+    from deployments.side_channel import Directory
+
+    pool, _server, client = served
+    directory = Directory()
+    port = client._endpoints["sim"][0].address[1]
+    directory.announce("r1", "sim", ("127.0.0.1", port))
+
+    async def endpoints(version: int) -> Any:
+        listing = directory.endpoints(version)
+        if listing is not None:  # the token the pool's listener checks stays the test's
+            listing = (listing[0], TOKEN, *listing[2:])
+        return listing
+
+    client._fetch = endpoints
+    await client.refresh()
+    waiting = asyncio.ensure_future(client.stream("sim", "hang"))
+    items = await waiting
+    assert items is not None
+    first = await anext(items)
+    directory.withdraw("r1")  # the pool's stop begins
+    await client.refresh()
+    assert await client.send("sim", "new") is None  # no endpoint: Serve's handle takes it
+    pool.release.set()
+    rest = [item async for item in items]
+    assert first == StreamHead(b"data: head\n\n", 2.0)
+    assert rest[-1] == StreamTail(b"data: tail\n\n", Usage.of(1, 3), 9.0, 2.0)  # not cut
+    directory.withdraw("r1", drained=True)
+    assert directory.endpoints(0)[2:] == ({}, [])
 
 
 async def test_without_the_token_nothing_is_read_as_a_call(served: Any) -> None:
