@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ray.serve import Application
 
 from deployments.ingress import Ingress
@@ -14,6 +14,7 @@ from deployments.live_settings import SETTINGS, LiveSettings
 from deployments.options import POOL_NAMES, serve_options
 from deployments.placement_router import Router
 from deployments.pool import ProviderPool
+from deployments.replica_http import parse_listen
 from deployments.side_channel import POLICY
 from gateway.auth import admin_key
 from gateway.config import ConfigError, DeploymentSettings, GatewayConfig, load_config, store_url
@@ -36,6 +37,16 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     config: str | None = None
+    # `host:port` the ingress replicas serve HTTP on themselves (SO_REUSEPORT), with Serve's
+    # proxy disabled (`proxy_location: Disabled`); null: Serve's proxy serves HTTP.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -74,22 +85,28 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     side_channel = side_channel_placement(config)
 
-    def pool_options(name: str) -> dict[str, Any]:
+    def counted_options(name: str, uncounted: bool) -> dict[str, Any]:
         found = options(name)
         scaling = found.get("autoscaling_config")
-        if side_channel and name in used and scaling is not None:
-            # Serve counts the calls by handle; the policy adds those by side channel.
+        if uncounted and name in used and scaling is not None:
+            # Serve counts the calls by handle; the policy adds those it cannot see (by side
+            # channel to a pool, by its own HTTP server to an ingress replica).
             found["autoscaling_config"] = {**scaling, "policy": {"policy_function": POLICY}}
         return found
 
     pools = {
-        kind: ProviderPool.options(**pool_options(name)).bind(kind, **side_channel)
+        kind: ProviderPool.options(**counted_options(name, bool(side_channel))).bind(
+            kind, **side_channel
+        )
         for kind, name in POOL_NAMES.items()
     }
     router = Router.options(**options("Router")).bind(config, pools)
     providers = [status._asdict() for status in report]
-    ingress = Ingress.options(**options("Ingress"))
-    return ingress.bind(config, pools, key.hash, store_url(config), router, providers)
+    listen = parse_listen(parsed.listen) if parsed.listen is not None else None
+    ingress = Ingress.options(**counted_options("Ingress", listen is not None))
+    return ingress.bind(
+        config, pools, key.hash, store_url(config), router, providers, listen=listen
+    )
 
 
 def live_settings(name: str, settings: DeploymentSettings | None) -> LiveSettings:

@@ -22,7 +22,8 @@ from deployments.pool import replica_upstream
 from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
-from deployments.side_channel import ChannelClient
+from deployments.replica_http import ReplicaHttp
+from deployments.side_channel import IN_FLIGHT_METRIC, ChannelClient
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer
@@ -52,6 +53,7 @@ class Ingress:
         store_url: str,
         router: Any = None,
         providers: list[dict[str, Any]] | None = None,
+        listen: tuple[str, int] | None = None,
     ) -> None:
         if config.observability.json_logs:
             configure_json_logs()
@@ -95,6 +97,11 @@ class Ingress:
         self.runtime = GatewayRuntime.build(
             services, ActorAdmin(registry, self.feed, providers or []), ActorTenancy(self.access)
         )
+        # `--http-mode ingress`: this replica serves HTTP itself; Serve runs no proxy.
+        self.http = None
+        if listen is not None:
+            self.http = ReplicaHttp(create_api(self.runtime, request_ids=True), *listen)
+            await self.http.start()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         await reconfigure_ingress(user_config)
@@ -102,7 +109,18 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self.runtime, request_ids=False)
 
+    async def check_health(self) -> None:  # on the replica's loop: a blocked loop fails it
+        if self.http is not None and not self.http.alive():
+            raise RuntimeError(f"the HTTP listener on {self.http.address} is closed")
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """For Serve's autoscaler: requests this replica serves itself, which Serve cannot
+        count (`side_channel.autoscaling_policy` adds them)."""
+        return {IN_FLIGHT_METRIC: self.http.in_flight if self.http is not None else 0}
+
     async def __del__(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()  # requests in flight finish first
         # Graceful stop: what is buffered reaches the writer before the replica goes.
         await self.quotas.aclose()  # leases not spent go back for other replicas
         tracer = self.runtime.pipeline.tracer

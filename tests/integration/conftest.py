@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import serve_with_proxy
+
 
 @dataclass
 class Deployed:
@@ -29,7 +31,9 @@ def serve_gateway(
 
     deployed: list[str] = []
 
-    def deploy(config: dict[str, Any]) -> Deployed:
+    def deploy(config: dict[str, Any], listen: str | None = None) -> Deployed:
+        """`listen`: the ingress replicas serve HTTP there themselves (`--http-mode ingress`)
+        beside Serve's proxy, which the session's cluster keeps on `serve_port`."""
         home = tmp_path_factory.mktemp("gateway")
         store_url = f"sqlite:///{home / 'llmgw.db'}"
         config = {**config, "store": {"url": store_url}}
@@ -38,9 +42,11 @@ def serve_gateway(
         # Torn down even if the deploy fails: a half-deployed app's actors (its registry
         # with its config) would otherwise serve the next module's app.
         deployed.append(str(home))
-        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
-        serve.run(build_app({"config": str(path)}), name=APP_NAME, route_prefix="/")
-        return Deployed(f"http://127.0.0.1:{serve_port}", store_url)
+        serve_with_proxy(serve_port)
+        serve.run(
+            build_app({"config": str(path), "listen": listen}), name=APP_NAME, route_prefix="/"
+        )
+        return Deployed(f"http://{listen or f'127.0.0.1:{serve_port}'}", store_url)
 
     yield deploy
     if deployed:

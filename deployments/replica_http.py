@@ -1,0 +1,133 @@
+"""The ingress replicas' own HTTP server: `llmgw up --http-mode ingress` (app arg `listen`).
+
+Serve's HTTP front (its Python proxy, or HAProxy and its per-replica request wrapper) costs
+more CPU a request than the gateway's own pipeline (bench/RESULTS.md, session 5). In this mode
+Serve runs no proxy (`proxy_location: Disabled`) and each ingress replica serves the gateway's
+app itself, with uvicorn on its own event loop, on one socket bound to `listen` with
+SO_REUSEPORT: every ingress replica on a node binds the same port and the kernel spreads new
+connections among them. Serve still places, health-checks, reconfigures and scales the
+replicas; it no longer sees their requests, so each replica reports those in flight for the
+autoscaler (`side_channel.autoscaling_policy` adds them to Serve's own count).
+
+A stopping replica closes its socket first (new connections go to the other replicas; on
+Linux, connections still in its accept queue are reset), lets its open connections finish the
+request they carry, and waits up to `DRAIN_S` for them. On a cluster, a node serves the port
+only while an ingress replica runs there: point the load balancer at those nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("llmgw.http")
+
+# Below the app's graceful_shutdown_timeout_s (30 s), after which Serve kills the replica.
+DRAIN_S = 25.0
+# An idle keep-alive connection is closed after this long (a load balancer's idle timeout
+# should be shorter, so the gateway never closes a connection the balancer reuses).
+KEEP_ALIVE_S = 75
+BACKLOG = 2048
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6) as (host, port); ValueError if malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen: expected host:port, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class Counted:
+    """ASGI wrapper counting the HTTP requests in flight, streams until their last byte."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port that other replicas on this node may bind too."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ReplicaHttp:
+    """uvicorn serving `app` on the running event loop, on a SO_REUSEPORT socket."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self.app = Counted(app)
+        self.address = (host, port)
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                lifespan="off",
+                access_log=False,
+                log_config=None,
+                log_level="warning",
+                server_header=False,
+                date_header=False,
+                timeout_keep_alive=KEEP_ALIVE_S,
+                timeout_graceful_shutdown=DRAIN_S,
+                backlog=BACKLOG,
+            )
+        )
+        # uvicorn installs signal handlers on the main thread; the replica's are Ray's.
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.app.in_flight
+
+    async def start(self) -> None:
+        """Bind and serve; OSError (the port is held by something that is not a replica of
+        ours, or the address is not this node's) fails the replica's start."""
+        sock = reuseport_socket(*self.address)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # what stopped it
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("serving HTTP on %s:%d", *self.address)
+
+    def alive(self) -> bool:
+        """Whether it still serves (Serve's health check asks)."""
+        return self._task is not None and not self._task.done()
+
+    async def aclose(self) -> None:
+        """Stop accepting, let open connections finish (up to DRAIN_S), then close."""
+        if self._task is None or self._task.done():
+            return
+        self._server.should_exit = True  # uvicorn's loop notices within 0.1 s
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self.in_flight:
+            log.warning("HTTP: %d requests still in flight at stop", self.in_flight)

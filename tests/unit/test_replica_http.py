@@ -1,0 +1,120 @@
+"""The ingress replicas' own HTTP server (`--http-mode ingress`), without Ray: two servers on
+one SO_REUSEPORT port, as two ingress replicas on a node bind it, driven over real loopback
+connections."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.replica_http import ReplicaHttp, parse_listen
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class App:
+    """An ASGI app that says which server answered, and streams slowly on /slow."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/slow":
+            await send({"type": "http.response.body", "body": b"first,", "more_body": True})
+            self.started.set()
+            await self.release.wait()
+            await send({"type": "http.response.body", "body": b"last"})
+            return
+        await send({"type": "http.response.body", "body": self.name.encode()})
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[str, list[App], list[ReplicaHttp]]]:
+    port = free_port()
+    apps = [App("a"), App("b")]
+    servers = [ReplicaHttp(app, "127.0.0.1", port) for app in apps]
+    for server in servers:
+        await server.start()
+    yield f"http://127.0.0.1:{port}", apps, servers
+    for app in apps:
+        app.release.set()
+    for server in servers:
+        await server.aclose()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.0.0.0:8000", ("0.0.0.0", 8000)), ("[::1]:9", ("::1", 9)), ("gw.local:1", ("gw.local", 1))],
+)
+def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8000", ":8000", "host:", "host:0", "host:70000", "host:x"])
+def test_parse_listen_refuses(value: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        parse_listen(value)
+
+
+async def test_both_servers_share_the_port(pair: tuple[str, list[App], list[ReplicaHttp]]) -> None:
+    url, _, servers = pair
+    answered: set[str] = set()
+    for _ in range(200):  # the kernel spreads new connections by their address hash
+        async with httpx.AsyncClient() as client:  # a new connection each time
+            answered.add((await client.get(f"{url}/")).text)
+        if answered == {"a", "b"}:
+            break
+    assert answered == {"a", "b"}
+    assert all(server.alive() for server in servers)
+
+
+async def test_a_stopping_server_finishes_its_requests_and_the_other_serves_on(
+    pair: tuple[str, list[App], list[ReplicaHttp]],
+) -> None:
+    url, apps, servers = pair
+    # A stream in flight on whichever server took the connection.
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{url}/slow") as response,
+    ):
+        chunks = response.aiter_bytes()
+        assert await anext(chunks) == b"first,"
+        busy = next(i for i, app in enumerate(apps) if app.started.is_set())
+        assert servers[busy].in_flight == 1
+        closing = asyncio.create_task(servers[busy].aclose())
+        await asyncio.sleep(0.3)
+        assert not closing.done(), "the stop must wait for the request in flight"
+        # New connections reach the server still listening.
+        async with httpx.AsyncClient() as other:
+            for _ in range(20):
+                assert (await other.get(f"{url}/")).text == apps[1 - busy].name
+        apps[busy].release.set()
+        rest = b"".join([part async for part in chunks])
+    assert rest == b"last"  # the stream was finished, not cut
+    await asyncio.wait_for(closing, 5)
+    assert not servers[busy].alive()
+    assert servers[busy].in_flight == 0
+
+
+async def test_a_port_held_by_another_program_fails_the_start() -> None:
+    with socket.socket() as holder:  # no SO_REUSEPORT: not one of ours
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = ReplicaHttp(App("a"), "127.0.0.1", holder.getsockname()[1])
+        with pytest.raises(OSError):
+            await server.start()
+        assert not server.alive()
+        await server.aclose()  # nothing to stop; no error
