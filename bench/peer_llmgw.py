@@ -35,8 +35,8 @@ PRODUCTION_ENV = {
 @dataclass(frozen=True)
 class Variant:
     hops: int  # DeploymentHandle hops on the hot path
-    path: str  # the hot path behind the HTTP front (HAProxy, or Serve's Python proxy)
-    http_mode: str = "production"  # `llmgw up --http-mode`: production | default
+    path: str  # the hot path behind the HTTP front (`FRONTS`)
+    http_mode: str = "ingress"  # `llmgw up --http-mode`: ingress (auto) | production | default
     config: str = ""  # top-level YAML added to the gateway config
     sim: bool = False  # answered by the built-in sim provider; the mock is not called
 
@@ -53,6 +53,12 @@ VARIANTS = {
         "ingress x2 -> mock (in the ingress)",
         config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
     ),
+    "llmgw-haproxy": Variant(1, PROD, http_mode="production"),
+    "llmgw-2x": Variant(
+        1,
+        "ingress x2 -> OpenAIPool by its side channel -> mock",
+        config="deployments: {Ingress: {num_replicas: 2}}\n",
+    ),
     "llmgw-handle": Variant(
         1,
         "ingress -> OpenAIPool by Serve's handle -> mock",
@@ -63,6 +69,13 @@ VARIANTS = {
     ),
     "llmgw-sim": Variant(1, SIM, sim=True),
     "llmgw-sim-default": Variant(1, SIM, http_mode="default", sim=True),
+}
+
+
+FRONTS = {
+    "production": "HAProxy",
+    "default": "Serve's Python proxy",
+    "ingress": "the ingress replicas' own uvicorn (no proxy)",
 }
 
 
@@ -82,7 +95,7 @@ class Llmgw(Gateway):
         self.name = self.label = variant
         self.variant = VARIANTS[variant]
         super().__init__(**kw)
-        front = "HAProxy" if self.variant.http_mode == "production" else "Serve's Python proxy"
+        front = FRONTS[self.variant.http_mode]
         self.details = {
             "http_mode": self.variant.http_mode,
             "hops": self.variant.hops,
@@ -191,9 +204,11 @@ class Llmgw(Gateway):
                 RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(free_port()),
                 RAY_SERVE_FALLBACK_PROXY_GRPC_PORT=str(free_port()),
             )
-        else:  # default mode: neither this cluster nor `llmgw up` may see the flags
+        else:  # default and ingress: neither this cluster nor `llmgw up` may see the flags
             for k in [*PRODUCTION_ENV, *(k for k in self.env if k.startswith("RAY_SERVE_HA"))]:
                 self.env.pop(k, None)
+            if self.variant.http_mode == "ingress":  # as `llmgw up` starts its Ray for it
+                self.env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
         t0 = time.monotonic()
         if foreign_ray(self.tag):
             self._start_own_ray()

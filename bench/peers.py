@@ -312,6 +312,8 @@ class NoServe(Gateway):
 
 
 LLMGW_VARIANTS = (
+    "llmgw-haproxy",
+    "llmgw-2x",
     "llmgw-handle",
     "llmgw-inline",
     "llmgw-inline-2x",
