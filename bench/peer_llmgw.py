@@ -25,6 +25,8 @@ from procs import Tagged, free_port, spawn, stop
 
 # What `llmgw up --http-mode production` sets on a Ray it starts (deployments/local_ray.py);
 # the harness sets the same on the Ray it starts itself. Default mode has none of them.
+# What `llmgw up --http-mode ingress` sets on a Ray it starts (deployments/local_ray.py).
+INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 PRODUCTION_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -208,7 +210,7 @@ class Llmgw(Gateway):
             for k in [*PRODUCTION_ENV, *(k for k in self.env if k.startswith("RAY_SERVE_HA"))]:
                 self.env.pop(k, None)
             if self.variant.http_mode == "ingress":  # as `llmgw up` starts its Ray for it
-                self.env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+                self.env.update(INGRESS_ENV)
         t0 = time.monotonic()
         if foreign_ray(self.tag):
             self._start_own_ray()

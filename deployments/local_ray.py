@@ -35,6 +35,15 @@ PRODUCTION_ENV = {
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
 }
 
+# `--http-mode ingress`: no proxy at all. The throughput flags still speed the handle path
+# (admin calls, fallback), but they also turn on Serve's direct ingress, which would start a
+# proxy on the head node at Serve's HTTP port (our port, by default) and a second HTTP
+# server in every ingress replica: that part stays off.
+INGRESS_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+}
+
 
 def port_free(host: str, port: int) -> bool:
     """Whether a listener could bind host:port now (the check Serve's proxy would fail)."""
@@ -183,8 +192,8 @@ def start_ray(
     env.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "20")
     if mode == "production":
         env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
-    elif mode == "ingress":  # no proxy at all; the handle path (admin, fallback) still gains
-        env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    elif mode == "ingress":
+        env.update({k: v for k, v in INGRESS_ENV.items() if k not in os.environ})
     env.update(extra_env or {})
     log = state_dir() / "ray-start.log"
     for attempt in range(1, START_ATTEMPTS + 1):

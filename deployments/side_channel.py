@@ -226,7 +226,7 @@ class PoolChannel:
 # ---------------------------------------------------------------------------- the directory
 
 
-class Directory:
+class PoolDirectory:
     """Where pool replicas' side channels are, and the token their connections open with.
 
     A replica stopping is first *draining*: listed for no new call, while the callers keep
@@ -280,12 +280,13 @@ class Directory:
         return self._version, self._token, by_kind, draining
 
 
-PoolDirectory = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Directory)
+# The actor keeps the class's name (`ray::PoolDirectory` in a process list).
+PoolDirectoryActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(PoolDirectory)
 
 
 def get_or_create_directory(resources: Mapping[str, float] | None = None) -> Any:
     """The cluster's pool directory, started (detached) by the first caller."""
-    return PoolDirectory.options(
+    return PoolDirectoryActor.options(
         name=DIRECTORY_NAME,
         namespace=NAMESPACE,
         lifetime="detached",

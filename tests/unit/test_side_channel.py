@@ -205,10 +205,10 @@ async def test_a_stopping_pool_waits_for_its_calls_in_flight(served: Any) -> Non
 async def test_a_draining_replica_finishes_its_calls_and_takes_no_new_one(served: Any) -> None:
     # The directory's own logic (the actor's class), as the pool's stop drives it: draining
     # first, while a call is in flight; gone once it is answered.
-    from deployments.side_channel import Directory
+    from deployments.side_channel import PoolDirectory
 
     pool, _server, client = served
-    directory = Directory()
+    directory = PoolDirectory()
     port = client._endpoints["sim"][0].address[1]
     directory.announce("r1", "sim", ("127.0.0.1", port))
 
