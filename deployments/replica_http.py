@@ -113,6 +113,7 @@ class ReplicaHttp:
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
+                sock.close()
                 self._task.result()  # what stopped it
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)

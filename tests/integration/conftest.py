@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from tests.conftest import serve_with_proxy
 
@@ -17,6 +20,34 @@ from tests.conftest import serve_with_proxy
 class Deployed:
     url: str
     store_url: str
+
+
+def hang_up_after_first_token(url: str, key: str, model: str, request_id: str) -> None:
+    """Open a stream on the gateway at `url` and leave once its first token arrives."""
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "Hello"}], "stream": True},
+        headers={"authorization": f"Bearer {key}", "x-request-id": request_id},
+    ) as response:
+        for line in response.iter_lines():
+            if '"content":"' in line and '"content":""' not in line:
+                return
+
+
+def usage_status(store_url: str, request_id: str, within_s: float) -> int | None:
+    """The status the gateway recorded for a request, once its record is written."""
+    engine = create_engine(store_url)
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            status = conn.execute(
+                text("select status from usage where request_id = :id"), {"id": request_id}
+            ).scalar()
+        if status is not None:
+            return int(status)
+        time.sleep(0.3)
+    return None
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import openai
 import pytest
 from ray import serve
 
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, hang_up_after_first_token, usage_status
 from tests.openapi import validate
 
 pytestmark = pytest.mark.ray
@@ -80,8 +80,12 @@ def deploy(
 
 
 @pytest.fixture(scope="module")
-def client(deploy: Callable[[int], Deployed]) -> openai.OpenAI:
-    deployed = deploy(2)
+def deployed(deploy: Callable[[int], Deployed]) -> Deployed:
+    return deploy(2)
+
+
+@pytest.fixture(scope="module")
+def client(deployed: Deployed) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{deployed.url}/v1", api_key=KEY, max_retries=0)
 
 
@@ -138,6 +142,13 @@ async def test_the_autoscaler_sees_requests_served_by_the_replicas(
         assert all(s.result(timeout=30) > 0 for s in streams)
     assert max(s["side_channel_in_flight"] for s in seen) >= 1
     assert await handle.record_autoscaling_stats.remote() == {"side_channel_in_flight": 0}
+
+
+def test_a_client_that_hangs_up_ends_its_stream(client: openai.OpenAI, deployed: Deployed) -> None:
+    # uvicorn in the replica, not Serve's proxy, sees the client leave: the call is recorded
+    # as closed by the client (499) well before the 8 s the whole stream would take.
+    hang_up_after_first_token(deployed.url, KEY, "sim-slow", "leaver-ingress")
+    assert usage_status(deployed.store_url, "leaver-ingress", within_s=5) == 499
 
 
 def test_replacing_the_replicas_finishes_the_streams_in_flight(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
 import openai
 import pytest
 from ray import serve
-from sqlalchemy import create_engine, text
 
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, hang_up_after_first_token, usage_status
 
 pytestmark = pytest.mark.ray
 
@@ -97,25 +95,7 @@ def test_timeout_without_fallback_is_504(client: openai.OpenAI) -> None:
 
 
 def test_client_disconnect_cancels_the_stream(gateway: Deployed) -> None:
-    body = {"model": "sim-drip", "messages": HELLO, "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}", "x-request-id": "leaver-1"},
-    ) as response:
-        for line in response.iter_lines():
-            if '"content":"' in line and '"content":""' not in line:
-                break  # first token received: hang up
+    hang_up_after_first_token(gateway.url, KEY, "sim-drip", "leaver-1")
     # The gateway records the call as closed by the client (499), long before the 10 s the
     # full stream would take, which shows the upstream generator was stopped.
-    engine = create_engine(gateway.store_url)
-    deadline = time.monotonic() + 8
-    status = None
-    while time.monotonic() < deadline and status is None:
-        with engine.connect() as conn:
-            status = conn.execute(
-                text("select status from usage where request_id = 'leaver-1'")
-            ).scalar()
-        time.sleep(0.3)
-    assert status == 499
+    assert usage_status(gateway.store_url, "leaver-1", within_s=8) == 499
