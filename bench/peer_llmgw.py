@@ -23,15 +23,9 @@ from pathlib import Path
 from peers import MODEL, ROOT, Gateway, Skip, Target, base_env, log_tail, run_logged, wait_ready
 from procs import Tagged, free_port, spawn, stop
 
-# What `llmgw up --http-mode production` sets on a Ray it starts (deployments/local_ray.py);
-# the harness sets the same on the Ray it starts itself. Default mode has none of them.
-# What `llmgw up --http-mode ingress` sets on a Ray it starts (deployments/local_ray.py).
-INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
-PRODUCTION_ENV = {
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
-}
+# What `llmgw up` sets on a Ray it starts, by HTTP mode; the harness sets the same on the Ray
+# it starts itself. Default mode has none of them.
+from deployments.local_ray import INGRESS_ENV, PRODUCTION_ENV
 
 
 @dataclass(frozen=True)

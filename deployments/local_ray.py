@@ -190,10 +190,8 @@ def start_ray(
     # Serve kills a proxy not ready in 5 s three times running, and `serve.start` then fails:
     # a starting HAProxy manager on a busy two-core machine was measured to need longer.
     env.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "20")
-    if mode == "production":
-        env.update({k: v for k, v in PRODUCTION_ENV.items() if k not in os.environ})
-    elif mode == "ingress":
-        env.update({k: v for k, v in INGRESS_ENV.items() if k not in os.environ})
+    mode_env = {"production": PRODUCTION_ENV, "ingress": INGRESS_ENV}.get(mode, {})
+    env.update({k: v for k, v in mode_env.items() if k not in os.environ})
     env.update(extra_env or {})
     log = state_dir() / "ray-start.log"
     for attempt in range(1, START_ATTEMPTS + 1):

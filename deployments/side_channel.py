@@ -204,9 +204,10 @@ class PoolChannel:
                 log.warning("side channel: announcing to the directory failed", exc_info=True)
 
     async def aclose(self, drain_s: float = DRAIN_S) -> None:
-        """A graceful stop: withdraw (callers move to other replicas or the handle), stop
-        listening, and wait up to `drain_s` for the calls in flight to finish. Serve waits
-        only for the calls it routed, so without this wait its stop would cut these."""
+        """A graceful stop: drain (callers send new calls to other replicas or the handle),
+        stop listening, wait up to `drain_s` for the calls in flight to finish, withdraw.
+        Serve waits only for the calls it routed, so without this wait its stop would cut
+        these."""
         # Draining: callers send no new call here and keep the connections of those in
         # flight (the heartbeat goes on, so the directory does not take it for dead).
         with contextlib.suppress(Exception):
