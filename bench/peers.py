@@ -311,6 +311,34 @@ class NoServe(Gateway):
         return t
 
 
+class PythonFloor(Gateway):
+    """The least a Python proxy does (bench/floor.py): raw ASGI on uvicorn, bytes through an
+    aiohttp session, no gateway work. Not a gateway: the floor under every Python one."""
+
+    def __init__(self, workers: int = 1, **kw) -> None:
+        self.workers = workers
+        self.name = "python-floor" + (f"-{workers}x" if workers > 1 else "")
+        procs = f"{workers} processes on one port" if workers > 1 else "one process"
+        self.label = f"Python pass-through proxy, {procs} (floor, not a gateway)"
+        super().__init__(**kw)
+        self.version = "bench/floor.py"
+        self.details = {"hops": 0, "hot_path": f"uvicorn -> aiohttp -> mock, {procs}"}
+
+    def start(self, upstream: str) -> Target:
+        port = free_port()
+        cmd = [sys.executable, str(HERE / "floor.py"), "--upstream", upstream]
+        cmd += ["--port", str(port), "--workers", str(self.workers)]
+        self.proc = spawn(cmd, env=base_env(self.tag), log=self.log)
+        t = Target(
+            self.name,
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"authorization": "Bearer sk-bench"},
+        )
+        self.ready_s = wait_ready(t, self.proc, self.log, self.ready_timeout)
+        return t
+
+
+FLOORS = ("python-floor", "python-floor-2x")
 LLMGW_VARIANTS = (
     "llmgw-haproxy",
     "llmgw-2x",
@@ -322,7 +350,7 @@ LLMGW_VARIANTS = (
     "llmgw-sim-default",
     "llmgw-noserve",
 )
-ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey")  # also the order they run in
+ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey", *FLOORS)  # the order they run in
 DEFAULT = ("llmgw", "litellm", "portkey")
 GROUPS = {  # shorthands accepted by --only
     "all": ALL,
@@ -337,6 +365,8 @@ def make(name: str, portkey_stream_fix: bool = False, **kw) -> Gateway:
         return Portkey(stream_fix=portkey_stream_fix, **kw)
     if name == "llmgw-noserve":
         return NoServe(**kw)
+    if name in FLOORS:
+        return PythonFloor(workers=2 if name.endswith("-2x") else 1, **kw)
     if name == "llmgw" or name in LLMGW_VARIANTS:
         from peer_llmgw import Llmgw
 

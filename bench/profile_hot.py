@@ -6,6 +6,11 @@ replicas with py-spy (raw folded stacks, then a leaf-first and a frame-inclusive
 
     .venv/bin/python bench/profile_hot.py --variant llmgw-inline --conns 16 --seconds 15
     .venv/bin/python bench/profile_hot.py --variant llmgw --pyspy-out /tmp/prof --keep
+    .venv/bin/python bench/profile_hot.py --variant llmgw --streams 100 --seconds 20
+
+With ``--streams N`` the load is bursts of N streams opened at once (scenario 3's shape), one
+after another for the duration; each burst's time to first token is printed, and the CPU is
+per stream instead of per request.
 
 Needs wrk and py-spy (`pip install py-spy`; it runs as root here).
 """
@@ -126,6 +131,18 @@ def summarise(folded: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def bursts(target, a) -> dict:
+    """Bursts of ``a.streams`` streams, one after another for ``a.seconds``; their TTFTs."""
+    deadline = 3 * a.stream_tokens / a.stream_rate + 30
+    end = time.monotonic() + a.seconds
+    runs = []
+    while time.monotonic() < end:
+        r = load.run_async(load.stream_run(target, a.streams, a.stream_tokens, deadline))
+        runs.append(r)
+        print(f"  burst: ttft p50 {r['ttft_p50_ms']} p99 {r['ttft_p99_ms']} ms, ok {r['ok']}")
+    return {"streams": a.streams * len(runs), "bursts": len(runs)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="llmgw-inline")
@@ -136,6 +153,9 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--config", default="", help="YAML added to the variant's gateway config")
     ap.add_argument("--no-pyspy", action="store_true", help="CPU per process only")
+    ap.add_argument("--streams", type=int, default=0, help="bursts of N streams, not wrk")
+    ap.add_argument("--stream-tokens", type=int, default=20)
+    ap.add_argument("--stream-rate", type=float, default=5.0)
     a = ap.parse_args()
     load.check_local("http://127.0.0.1")
     out = Path(a.pyspy_out)
@@ -164,9 +184,12 @@ def main() -> int:
                     spies.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
         result: dict = {}
         t0 = time.monotonic()
-        thread = threading.Thread(
-            target=lambda: result.update(load.nonstream(target, a.conns, a.seconds))
-        )
+        if a.streams:
+            mock.config(ttft_ms=0, rate=a.stream_rate)
+            work = lambda: result.update(bursts(target, a))  # noqa: E731
+        else:
+            work = lambda: result.update(load.nonstream(target, a.conns, a.seconds))  # noqa: E731
+        thread = threading.Thread(target=work)
         thread.start()
         thread.join()
         elapsed = time.monotonic() - t0
@@ -178,14 +201,16 @@ def main() -> int:
         used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
         used = {pid: sec for pid, sec in used.items() if sec > 0}
         rps = result.get("rps") or result.get("req_s") or 0
-        print(f"{a.variant}: c={a.conns}, {elapsed:.1f} s: {result}")
-        served = (rps or 1) * elapsed
+        shape = f"{a.streams} streams a burst" if a.streams else f"c={a.conns}"
+        print(f"{a.variant}: {shape}, {elapsed:.1f} s: {result}")
+        served = result["streams"] if a.streams else (rps or 1) * elapsed
         busy = {"user": states[0] + states[1], "system": states[2] + states[5] + states[6]}
         busy |= {"idle": states[3] + states[4], "steal": states[7]}
         print(
             "machine, cores: " + ", ".join(f"{k} {v / TICK / elapsed:.2f}" for k, v in busy.items())
         )
-        print(f"{'process':<50} {'cores':>6} {'ms CPU/request':>15}")
+        per = "ms CPU/stream" if a.streams else "ms CPU/request"
+        print(f"{'process':<50} {'cores':>6} {per:>15}")
         for pid, sec in sorted(used.items(), key=lambda kv: -kv[1])[:20]:
             print(f"{label.get(pid, pid)!s:<50} {sec / elapsed:6.2f} {1000 * sec / served:15.3f}")
         for path, _ in spies:
