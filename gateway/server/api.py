@@ -204,6 +204,13 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> GatewayA
             response.headers["allow"] = ", ".join(_allowed(api, request))
         return response
 
+    @api.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        # Starlette's last resort is a plain-text 500; ours keeps OpenAI's error shape and
+        # gives the request id to quote. Starlette still re-raises, so the server logs the bug.
+        request_id = served_request_id(request.headers.get("x-request-id"))
+        return error_response(InternalError(f"internal error (request id {request_id})"))
+
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return error_response(InvalidRequestError(f"invalid request: {exc.errors()[0]['msg']}"))

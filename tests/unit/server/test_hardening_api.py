@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from gateway.auth import hash_key
@@ -293,3 +294,30 @@ def test_validating_before_authenticating_is_refused() -> None:
     config = {**CONFIG, "pipeline": {"steps": ["validate", "authenticate", "route", "invoke"]}}
     with pytest.raises(ConfigError, match=r"(?s)gateway.yaml.*pipeline\.steps"):
         parse_config(config, "gateway.yaml")
+
+
+# ---------------------------------------------------------------- a bug of ours
+
+
+async def test_a_bug_outside_the_model_calls_is_a_500_in_openais_shape(
+    gateway: LocalGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception no handler expected (here in `/v1/models`) reaches the client as OpenAI's
+    error shape with the request id to quote, not Starlette's plain-text page."""
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway.runtime.services, "snapshot", broken)
+    transport = httpx.ASGITransport(app=create_api(gateway.runtime), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        client = openai.AsyncOpenAI(api_key=KEY, base_url=f"{BASE}/v1", http_client=http)
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.models.list()
+    response = caught.value.response
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    validate(body, "ErrorResponse")
+    request_id = response.headers["x-request-id"]
+    assert body["error"]["message"] == f"internal error (request id {request_id})"
+    assert "a bug" not in response.text and "Traceback" not in response.text
