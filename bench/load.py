@@ -267,8 +267,12 @@ async def _one_stream(session, target: Target, payload: bytes, headers, deadline
     return rec
 
 
-async def stream_run(target: Target, streams: int, tokens: int, deadline: float) -> dict:
-    """Open ``streams`` SSE streams at once; each is cut off after ``deadline`` seconds."""
+async def stream_run(
+    target: Target, streams: int, tokens: int, deadline: float, arrival: float = 0.0
+) -> dict:
+    """Open ``streams`` SSE streams, all at once, or ``arrival`` a second (evenly spaced);
+    each is cut off after ``deadline`` seconds, and its time to first token counts from its
+    own opening."""
     check_local(target.url)
     payload = json.dumps(body_for(target, tokens, stream=True)).encode()
     headers = {"content-type": "application/json", "accept": "text/event-stream"}
@@ -277,9 +281,13 @@ async def stream_run(target: Target, streams: int, tokens: int, deadline: float)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     t0 = time.monotonic()
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
-        recs = await asyncio.gather(
-            *(_one_stream(s, target, payload, headers, deadline) for _ in range(streams))
-        )
+
+        async def opened(i: int) -> dict:
+            if arrival > 0:
+                await asyncio.sleep(i / arrival)
+            return await _one_stream(s, target, payload, headers, deadline)
+
+        recs = await asyncio.gather(*(opened(i) for i in range(streams)))
     wall = time.monotonic() - t0
     ok = [r for r in recs if r["error"] is None and r["done"] and r["events"] >= tokens]
     errs: dict[str, int] = {}

@@ -1,23 +1,28 @@
 """Turns one run's raw figures into a markdown section of bench/RESULTS.md and a JSON file
 in bench/results/. Tables: one per scenario, a column per gateway (direct is the floor, then
-llmgw and its variants, then the peers), then the ratios llmgw/LiteLLM, llmgw/Portkey and
-llmgw/direct (always of the headline ``llmgw`` column)."""
+llmgw and its variants, then the peers, then the Python floors), then the ratios llmgw/LiteLLM,
+llmgw/Portkey, llmgw/direct and llmgw/Python floor (always of the headline ``llmgw`` column)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from peers import LLMGW_VARIANTS
+from peers import FLOORS, LLMGW_VARIANTS
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_DIR = HERE / "results"
 VARIANTS = LLMGW_VARIANTS
-ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey")
+ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey", *FLOORS)
 NAMES = {"direct": "direct", "llmgw": "llmgw", "litellm": "LiteLLM", "portkey": "Portkey"}
-NAMES.update({v: v for v in VARIANTS})
-RATIOS = (("litellm", "llmgw/LiteLLM"), ("portkey", "llmgw/Portkey"), ("direct", "llmgw/direct"))
+NAMES.update({v: v for v in (*VARIANTS, *FLOORS)})
+RATIOS = (
+    ("litellm", "llmgw/LiteLLM"),
+    ("portkey", "llmgw/Portkey"),
+    ("direct", "llmgw/direct"),
+    ("python-floor", "llmgw/Python floor"),
+)
 HEADER = """# Benchmark results
 
 Each section below is one run of `bench/run.py` (see bench/README.md), appended in order.
@@ -195,53 +200,10 @@ def section(res: dict) -> str:
             t.metric(f"c={c} errors", k, "errors", ratios=False)
         out += ["### 2. Non-streaming throughput, zero-latency upstream", "", t.text()]
 
-    streams = sorted((k for k in sc if k.startswith("s3_n")), key=lambda k: int(k[4:]))
-    if streams:
-        t = Table(res)
-        for k in streams:
-            n = k[4:]
-            t.metric(f"{n} streams: completed", k, "ok", ratios=False)
-            ttft50 = t.metric(f"{n}: TTFT p50 ms", k, "ttft_p50_ms")
-            ttft99 = t.metric(f"{n}: TTFT p99 ms", k, "ttft_p99_ms")
-            t.added(f"{n}: added TTFT p50 ms", ttft50)
-            t.added(f"{n}: added TTFT p99 ms", ttft99)
-            gap50 = t.metric(f"{n}: inter-token gap p50 ms", k, "gap_p50_ms")
-            gap99 = t.metric(f"{n}: inter-token gap p99 ms", k, "gap_p99_ms")
-            t.added(f"{n}: added gap p50 ms", gap50)
-            t.added(f"{n}: added gap p99 ms", gap99)
-            t.metric(f"{n}: stream total p50 s", k, "total_p50_s")
-            t.metric(f"{n}: errors", k, "errors", ratios=False)
-            t.metric(f"{n}: RSS peak MB", k, "memory.peak_mb")
-        out += [
-            f"### 3. Streaming, {m['stream_tokens']} tokens at {fmt(m['stream_rate'])} tokens/s "
-            "a stream, all streams opened at once",
-            "",
-            "The direct column is the floor: the mock and this client alone. Where the floor "
-            "itself is far from the nominal stream time "
-            f"({m['stream_tokens'] / m['stream_rate']:.1f} s), the machine is saturated and "
-            "the gateway figures measure contention; rerun with a lower `--stream-rate`.",
-            "",
-            t.text(),
-        ]
-        errs = []
-        for g in ORDER:
-            for k in streams:
-                r = (res["gateways"].get(g) or {}).get("scenarios", {}).get(k) or {}
-                if r.get("errors"):
-                    errs.append(
-                        f"- {NAMES[g]} {k[4:]} streams: {r['error_kinds']}; first: "
-                        f"{str(r.get('first_error'))[:200]}"
-                    )
-        if errs:
-            out += ["Stream errors:", "", *errs, ""]
-        skipped = [
-            f"- {NAMES[g]}: {note}"
-            for g in ORDER
-            for note in (res["gateways"].get(g) or {}).get("notes", [])
-            if note.startswith("scenario 3")
-        ]
-        if skipped:
-            out += ["Not run (n/a above):", "", *skipped, ""]
+    streams = stream_keys(sc, "s3")
+    for prefix in ("s3", "s3a"):
+        if stream_keys(sc, prefix):
+            out += stream_section(res, stream_keys(sc, prefix), prefix)
 
     if "routing" in res:
         r = res["routing"]
@@ -302,6 +264,69 @@ def section(res: dict) -> str:
             t.text(),
         ]
     return "\n".join(out) + "\n"
+
+
+def stream_keys(sc: set[str], prefix: str) -> list[str]:
+    """Scenario 3's keys of one shape (`s3_n100`: opened at once; `s3a_n100`: arriving)."""
+    keys = (k for k in sc if k.startswith(prefix + "_n"))
+    return sorted(keys, key=lambda k: int(k.split("_n")[1]))
+
+
+def stream_section(res: dict, streams: list[str], prefix: str) -> list[str]:
+    """The table of scenario 3 (every stream opened at once) or 3a (streams arriving)."""
+    m = res["machine"]
+    t = Table(res)
+    for k in streams:
+        n = k.split("_n")[1]
+        t.metric(f"{n} streams: completed", k, "ok", ratios=False)
+        ttft50 = t.metric(f"{n}: TTFT p50 ms", k, "ttft_p50_ms")
+        ttft99 = t.metric(f"{n}: TTFT p99 ms", k, "ttft_p99_ms")
+        t.added(f"{n}: added TTFT p50 ms", ttft50)
+        t.added(f"{n}: added TTFT p99 ms", ttft99)
+        gap50 = t.metric(f"{n}: inter-token gap p50 ms", k, "gap_p50_ms")
+        gap99 = t.metric(f"{n}: inter-token gap p99 ms", k, "gap_p99_ms")
+        t.added(f"{n}: added gap p50 ms", gap50)
+        t.added(f"{n}: added gap p99 ms", gap99)
+        t.metric(f"{n}: stream total p50 s", k, "total_p50_s")
+        t.metric(f"{n}: errors", k, "errors", ratios=False)
+        t.metric(f"{n}: RSS peak MB", k, "memory.peak_mb")
+    shape = (
+        f"the streams opening {fmt(m.get('stream_arrival'))} a second (evenly spaced; TTFT "
+        "counts from each stream's own opening)"
+        if prefix == "s3a"
+        else "all streams opened at once"
+    )
+    out = [
+        f"### 3{'a' if prefix == 's3a' else ''}. Streaming, {m['stream_tokens']} tokens at "
+        f"{fmt(m['stream_rate'])} tokens/s a stream, {shape}",
+        "",
+        "The direct column is the floor: the mock and this client alone. Where the floor "
+        "itself is far from the nominal stream time "
+        f"({m['stream_tokens'] / m['stream_rate']:.1f} s), the machine is saturated and "
+        "the gateway figures measure contention; rerun with a lower `--stream-rate`.",
+        "",
+        t.text(),
+    ]
+    errs = []
+    for g in ORDER:
+        for k in streams:
+            r = (res["gateways"].get(g) or {}).get("scenarios", {}).get(k) or {}
+            if r.get("errors"):
+                errs.append(
+                    f"- {NAMES[g]} {k.split('_n')[1]} streams: {r['error_kinds']}; first: "
+                    f"{str(r.get('first_error'))[:200]}"
+                )
+    if errs:
+        out += ["Stream errors:", "", *errs, ""]
+    skipped = [
+        f"- {NAMES[g]}: {note}"
+        for g in ORDER
+        for note in (res["gateways"].get(g) or {}).get("notes", [])
+        if note.startswith("scenario 3")
+    ]
+    if skipped:
+        out += ["Not run (n/a above):", "", *skipped, ""]
+    return out
 
 
 def header_share(said: dict, p50: dict) -> dict:

@@ -55,6 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         help="tokens/s a stream (50; lower it when the floor cannot keep up)",
     )
+    ap.add_argument(
+        "--stream-arrival",
+        type=float,
+        default=0.0,
+        help="also run scenario 3 with the streams opening at this many a second (3a)",
+    )
     ap.add_argument("--ready-timeout", type=float, default=240.0, help="health-wait seconds")
     ap.add_argument(
         "--portkey-stream-fix",
@@ -194,20 +200,28 @@ def run_gateway(g: peers.Gateway, t: peers.Target, mock: Mock, a) -> dict:
         print(f"  s3: {why}")
     elif 3 in a.scenarios:
         mock.config(ttft_ms=0, rate=a.stream_rate)
+        # 3: every stream opened at once; 3a: the same streams opening `--stream-arrival` a second
+        shapes = [("s3", 0.0)] + ([("s3a", a.stream_arrival)] if a.stream_arrival else [])
         try:
-            for n in a.streams:
-                deadline = 3 * a.stream_tokens / a.stream_rate + 30 + n / 20
+            for prefix, arrival in shapes:
+                for n in a.streams:
+                    deadline = 3 * a.stream_tokens / a.stream_rate + 30 + n / 20
+                    if arrival:
+                        deadline += n / arrival
 
-                def s3(n=n, deadline=deadline):
-                    with MemorySampler(g.tagged) as m:
-                        r = load.run_async(load.stream_run(t, n, a.stream_tokens, deadline))
-                    r["memory"] = m.result()
-                    r["rate"] = a.stream_rate
-                    return r
+                    def s3(n=n, deadline=deadline, arrival=arrival):
+                        run = load.stream_run(t, n, a.stream_tokens, deadline, arrival)
+                        with MemorySampler(g.tagged) as m:
+                            r = load.run_async(run)
+                        r["memory"] = m.result()
+                        r["rate"] = a.stream_rate
+                        r["arrival"] = arrival or None
+                        return r
 
-                scenario(entry, f"s3_n{n}", s3)
-                print(f"  s3 {n} streams: {summary(entry['scenarios'][f's3_n{n}'])}")
-                time.sleep(1.0)  # let closed connections drain before the next burst
+                    key = f"{prefix}_n{n}"
+                    scenario(entry, key, s3)
+                    print(f"  {prefix} {n} streams: {summary(entry['scenarios'][key])}")
+                    time.sleep(1.0)  # let closed connections drain before the next burst
         finally:
             mock.config(rate=0)
     return entry
@@ -301,6 +315,7 @@ def machine(a, argv) -> dict:
         "command": "bench/run.py " + " ".join(argv),
         "quick": a.quick,
         "stream_rate": a.stream_rate,
+        "stream_arrival": a.stream_arrival or None,
         "stream_tokens": a.stream_tokens,
         "streams": a.streams,
         "concurrency": a.concurrency,
