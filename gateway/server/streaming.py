@@ -30,8 +30,14 @@ async def sse_body(
     content_frames = 0
     rest = start.rest
     try:
-        yield start.head.frame
         pending = list(start.prefix)
+        # The first write carries the frames that came with the head: one send, not several.
+        opening = [start.head.frame]
+        while pending and isinstance(pending[0], bytes):
+            item = pending.pop(0)
+            content_frames += item.count(b"\n\n")
+            opening.append(item)
+        yield b"".join(opening)
         while True:
             if pending:
                 item = pending.pop(0)

@@ -208,7 +208,10 @@ class Admit(Step):
 
     async def handle(self, ctx: RequestContext) -> None:
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout_s)
+            if self._slots.locked():  # wait in line (`wait_for` costs a task: only then)
+                await asyncio.wait_for(self._slots.acquire(), self._queue_timeout_s)
+            else:
+                await self._slots.acquire()  # a free slot, nobody waiting: taken at once
         except TimeoutError:
             raise ServiceUnavailableError(
                 f"the gateway is at capacity: no slot freed within {self._queue_timeout_s:g} s",
