@@ -10,6 +10,7 @@ the test session's Ray or any other cluster on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -91,11 +92,13 @@ def _node_env(root: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def one_node_cluster(prefix: str, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A one-node cluster of its own under a temp dir named `prefix`, its nodes started with
+    `_node_env` and `env` over it; every process of it ended on the way out."""
     # Short: Ray's socket paths under it must stay within ~100 characters.
-    root = Path(tempfile.mkdtemp(prefix="llmgw-sd-", dir="/tmp"))
-    local = LocalCluster.create(root, _node_env(root))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    local = LocalCluster.create(root, _node_env(root) | (env or {}))
     try:
         local.start_head(num_cpus=2, resources={})
         local.wait_for_head()
@@ -106,6 +109,12 @@ def cluster() -> Iterator[Cluster]:
         # process of the node, HAProxy included (a child of the proxy actor, `-db`).
         local.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with one_node_cluster("llmgw-sd-") as cluster:
+        yield cluster
 
 
 def _wait(ready: Any, timeout_s: float) -> None:

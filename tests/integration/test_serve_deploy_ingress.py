@@ -11,8 +11,6 @@ cluster of its own (its own ports and temp dir) and never touches the test sessi
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,34 +20,25 @@ import pytest
 import yaml
 
 from deployments.local_ray import INGRESS_ENV
-from tests.integration.local_cluster import LocalCluster, free_port
 from tests.integration.test_serve_deploy import (
     HELLO,
     KEY,
     ROOT,
     Cluster,
     _healthy,
-    _node_env,
     _status,
     _wait,
+    one_node_cluster,
 )
 from tests.openapi import validate
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    root = Path(tempfile.mkdtemp(prefix="llmgw-si-", dir="/tmp"))
     # The nodes' environment serve_config.yaml asks for in this mode (no HAProxy).
-    env = _node_env(root) | INGRESS_ENV | {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-    local = LocalCluster.create(root, env)
-    try:
-        local.start_head(num_cpus=2, resources={})
-        local.wait_for_head()
-        local.wait_for_nodes()
-        yield Cluster(local, free_port())
-    finally:
-        local.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    env = INGRESS_ENV | {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    with one_node_cluster("llmgw-si-", env) as cluster:
+        yield cluster
 
 
 def ingress_mode_config(cluster: Cluster) -> Path:
