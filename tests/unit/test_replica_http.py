@@ -5,6 +5,7 @@ connections."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.replica_http import ReplicaHttp, parse_listen
+from deployments.replica_http import MAX_HEAD_BYTES, ReplicaHttp, parse_listen
+from tests.openapi import validate
 
 
 def free_port() -> int:
@@ -118,3 +120,57 @@ async def test_a_port_held_by_another_program_fails_the_start() -> None:
             await server.start()
         assert not server.alive()
         await server.aclose()  # nothing to stop; no error
+
+
+# ---------------------------------------------------------------- a request's head, bounded
+
+
+@pytest.fixture
+async def one() -> AsyncIterator[tuple[str, int]]:
+    port = free_port()
+    server = ReplicaHttp(App("a"), "127.0.0.1", port)
+    await server.start()
+    yield "127.0.0.1", port
+    await server.aclose()
+
+
+async def exchange(address: tuple[str, int], *parts: bytes) -> bytes:
+    """Send `parts` one write each, then read until the server closes (or 5 s pass)."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(1 << 20), 5)
+    except ConnectionError:
+        return await asyncio.wait_for(reader.read(1 << 20), 5)
+    finally:
+        writer.close()
+
+
+async def test_an_endless_header_is_refused_with_431(one: tuple[str, int]) -> None:
+    """A header that never ends (sent in pieces, as a slow attacker would) is cut at
+    MAX_HEAD_BYTES with a 431 in OpenAI's error shape, not buffered without limit."""
+    piece = b"a" * 16 * 1024
+    start = b"GET / HTTP/1.1\r\nhost: gw\r\nx-big: "
+    answer = await exchange(one, start, *[piece] * ((MAX_HEAD_BYTES // len(piece)) + 4))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in head
+    error = json.loads(body)
+    validate(error, "ErrorResponse")
+    assert error["error"]["code"] == "request_header_too_large"
+
+
+async def test_heads_under_the_bound_are_served(one: tuple[str, int]) -> None:
+    """A 40 KiB header twice on one keep-alive connection (the bound is per request), and a
+    1 MiB body sent in one write with its head (not counted as head), are all served."""
+    header = b"x-big: " + b"a" * 40 * 1024 + b"\r\n"
+    get = b"GET / HTTP/1.1\r\nhost: gw\r\n" + header + b"\r\n"
+    close = b"GET / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n" + header + b"\r\n"
+    answer = await exchange(one, get, close)
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:300]
+    body = b"b" * (1 << 20)
+    post = b"POST / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+    answer = await exchange(one, post % len(body) + body)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
