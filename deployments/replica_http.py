@@ -75,32 +75,62 @@ class Counted:
 
 class BoundedHead(HttpToolsProtocol):
     """uvicorn's httptools protocol, with each request's head (line and headers) bounded by
-    `MAX_HEAD_BYTES`: past it, a 431 in OpenAI's error shape and the connection closed."""
+    `MAX_HEAD_BYTES`: past it, a 431 in OpenAI's error shape and the connection closed.
+
+    Two counts: the line and headers as parsed (a head that arrives whole, in one read), and
+    the bytes read while a head is still incomplete (one that never ends: httptools buffers
+    it out of sight, so the parsed count would come too late)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # bytes arriving now belong to a request's line and headers
-        self._head_bytes = 0
+        self._head_bytes = 0  # read while the head is incomplete
+        self._head_size = 0  # the line and headers parsed so far
+        self._oversized = False  # this request's head is over the bound: never served
+        self._refused = False
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
         # Counted before parsing, judged after: a read that also carries the body (the head
-        # completed within it) is not held against the head.
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+        # completed within it) is judged by the parsed size instead.
+        if self._oversized or (self._in_head and self._head_bytes > MAX_HEAD_BYTES):
             self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_size > MAX_HEAD_BYTES:
+            self._oversized = True  # refused once this read is parsed; the app never sees it
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._oversized:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._oversized:
+            return
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # the next request on this connection
 
     def _refuse_head(self) -> None:
-        self._in_head = False
+        self._in_head, self._refused = False, True
         if self.transport.is_closing():
             return
         error = {

@@ -148,18 +148,30 @@ async def exchange(address: tuple[str, int], *parts: bytes) -> bytes:
         writer.close()
 
 
-async def test_an_endless_header_is_refused_with_431(one: tuple[str, int]) -> None:
-    """A header that never ends (sent in pieces, as a slow attacker would) is cut at
-    MAX_HEAD_BYTES with a 431 in OpenAI's error shape, not buffered without limit."""
-    piece = b"a" * 16 * 1024
-    start = b"GET / HTTP/1.1\r\nhost: gw\r\nx-big: "
-    answer = await exchange(one, start, *[piece] * ((MAX_HEAD_BYTES // len(piece)) + 4))
+def refused(answer: bytes) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b"connection: close" in head
     error = json.loads(body)
     validate(error, "ErrorResponse")
     assert error["error"]["code"] == "request_header_too_large"
+
+
+async def test_an_endless_header_is_refused_with_431(one: tuple[str, int]) -> None:
+    """A header that never ends (sent in pieces, as a slow attacker would) is cut at
+    MAX_HEAD_BYTES with a 431 in OpenAI's error shape, not buffered without limit."""
+    piece = b"a" * 16 * 1024
+    start = b"GET / HTTP/1.1\r\nhost: gw\r\nx-big: "
+    refused(await exchange(one, start, *[piece] * ((MAX_HEAD_BYTES // len(piece)) + 4)))
+
+
+async def test_a_whole_head_over_the_bound_is_refused_with_431(one: tuple[str, int]) -> None:
+    """The same bound for a head that arrives complete in one write, body and all."""
+    big = b"x-big: " + b"a" * (MAX_HEAD_BYTES + 1024) + b"\r\n"
+    post = b"POST / HTTP/1.1\r\nhost: gw\r\ncontent-length: 2\r\n" + big + b"\r\n{}"
+    refused(await exchange(one, post))
+    many = b"".join(b"x-h%d: %s\r\n" % (i, b"a" * 1000) for i in range(80))
+    refused(await exchange(one, b"GET / HTTP/1.1\r\nhost: gw\r\n" + many + b"\r\n"))
 
 
 async def test_heads_under_the_bound_are_served(one: tuple[str, int]) -> None:
