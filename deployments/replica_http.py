@@ -9,8 +9,8 @@ connections among them. Serve still places, health-checks, reconfigures and scal
 replicas; it no longer sees their requests, so each replica reports those in flight for the
 autoscaler (`side_channel.autoscaling_policy` adds them to Serve's own count).
 
-Each request's line and headers are bounded (`MAX_HEAD_BYTES`, 431 past it): httptools,
-uvicorn's parser, bounds neither.
+Each request's line and headers are bounded in size (`MAX_HEAD_BYTES`, 431 past it) and in
+time from their first byte (`HEAD_TIMEOUT_S`, 408): uvicorn and httptools bound neither.
 
 A stopping replica closes its socket first (new connections go to the other replicas; on
 Linux, connections still in its accept queue are reset), lets its open connections finish the
@@ -43,6 +43,10 @@ BACKLOG = 2048
 # what came before, so the event loop slowed for everyone (measured: 200 MB in 70 s, uvicorn
 # 0.55, httptools 0.9). nginx allows 8 KiB a header line by default.
 MAX_HEAD_BYTES = 64 * 1024
+# A request's line and headers must be in within this long of their first byte (nginx's
+# client_header_timeout default): uvicorn has no such timeout, so a client trickling a head a
+# byte at a time would hold its connection forever. Idle keep-alive is KEEP_ALIVE_S's.
+HEAD_TIMEOUT_S = 60.0
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -75,7 +79,8 @@ class Counted:
 
 class BoundedHead(HttpToolsProtocol):
     """uvicorn's httptools protocol, with each request's head (line and headers) bounded by
-    `MAX_HEAD_BYTES`: past it, a 431 in OpenAI's error shape and the connection closed.
+    `MAX_HEAD_BYTES` (past it, a 431 in OpenAI's error shape and the connection closed) and by
+    `HEAD_TIMEOUT_S` from its first byte (a 408 the same way).
 
     Two counts: the line and headers as parsed (a head that arrives whole, in one read), and
     the bytes read while a head is still incomplete (one that never ends: httptools buffers
@@ -88,17 +93,34 @@ class BoundedHead(HttpToolsProtocol):
         self._head_size = 0  # the line and headers parsed so far
         self._oversized = False  # this request's head is over the bound: never served
         self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._in_head:
+            if self._head_bytes == 0:  # a head's first bytes: its clock starts
+                self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
             self._head_bytes += len(data)
         super().data_received(data)
         # Counted before parsing, judged after: a read that also carries the body (the head
         # completed within it) is judged by the parsed size instead.
         if self._oversized or (self._in_head and self._head_bytes > MAX_HEAD_BYTES):
-            self._refuse_head()
+            self._refuse(431, "Request Header Fields Too Large", "request_header_too_large")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self._refused:
+            self._refuse(408, "Request Timeout", "request_timeout")
 
     def on_message_begin(self) -> None:
         self._head_size = 0
@@ -114,6 +136,7 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         if self._head_size > MAX_HEAD_BYTES:
             self._oversized = True  # refused once this read is parsed; the app never sees it
             return
@@ -129,19 +152,19 @@ class BoundedHead(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # the next request on this connection
 
-    def _refuse_head(self) -> None:
+    def _refuse(self, status: int, reason: str, code: str) -> None:
         self._in_head, self._refused = False, True
+        self._stop_head_timer()
         if self.transport.is_closing():
             return
-        error = {
-            "message": f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "request_header_too_large",
-        }
+        message = {
+            431: f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB",
+            408: f"request line and headers not received within {HEAD_TIMEOUT_S:g} s",
+        }[status]
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
         body = orjson.dumps({"error": error})
         head = (
-            "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            f"HTTP/1.1 {status} {reason}\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             "connection: close\r\n\r\n"

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments import replica_http
 from deployments.replica_http import MAX_HEAD_BYTES, ReplicaHttp, parse_listen
 from tests.openapi import validate
 
@@ -186,3 +187,26 @@ async def test_heads_under_the_bound_are_served(one: tuple[str, int]) -> None:
     post = b"POST / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
     answer = await exchange(one, post % len(body) + body)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+async def test_a_head_trickled_too_slowly_is_refused_with_408(
+    one: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head still incomplete HEAD_TIMEOUT_S after its first byte (a slowloris client) gets a
+    408 in OpenAI's error shape and the connection closed; a head completed in time, and an
+    idle keep-alive connection between requests, are not timed by it."""
+    monkeypatch.setattr(replica_http, "HEAD_TIMEOUT_S", 0.5)
+    reader, writer = await asyncio.open_connection(*one)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nhost: gw\r\n\r\n")  # served, then idle past 0.5 s
+        assert (await asyncio.wait_for(reader.read(1 << 16), 5)).startswith(b"HTTP/1.1 200 ")
+        await asyncio.sleep(0.8)
+        writer.write(b"GET / HTTP/1.1\r\nhost: gw\r\nx-slow: a")  # never finished
+        answer = await asyncio.wait_for(reader.read(1 << 16), 5)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
+    error = json.loads(body)
+    validate(error, "ErrorResponse")
+    assert error["error"]["code"] == "request_timeout"
