@@ -205,9 +205,8 @@ def run_gateway(g: peers.Gateway, t: peers.Target, mock: Mock, a) -> dict:
         try:
             for prefix, arrival in shapes:
                 for n in a.streams:
+                    # each stream's own, from its opening (in 3a too)
                     deadline = 3 * a.stream_tokens / a.stream_rate + 30 + n / 20
-                    if arrival:
-                        deadline += n / arrival
 
                     def s3(n=n, deadline=deadline, arrival=arrival):
                         run = load.stream_run(t, n, a.stream_tokens, deadline, arrival)

@@ -24,11 +24,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+from http import HTTPStatus
 from typing import Any
 
-import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import GatewayError, InvalidRequestError
 
 log = logging.getLogger("llmgw.http")
 
@@ -91,8 +93,7 @@ class BoundedHead(HttpToolsProtocol):
         self._in_head = True  # bytes arriving now belong to a request's line and headers
         self._head_bytes = 0  # read while the head is incomplete
         self._head_size = 0  # the line and headers parsed so far
-        self._oversized = False  # this request's head is over the bound: never served
-        self._refused = False
+        self._refused = False  # answered 431 or 408: nothing more is parsed or served
         self._head_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -104,9 +105,9 @@ class BoundedHead(HttpToolsProtocol):
             self._head_bytes += len(data)
         super().data_received(data)
         # Counted before parsing, judged after: a read that also carries the body (the head
-        # completed within it) is judged by the parsed size instead.
-        if self._oversized or (self._in_head and self._head_bytes > MAX_HEAD_BYTES):
-            self._refuse(431, "Request Header Fields Too Large", "request_header_too_large")
+        # completed within it) was judged by the parsed size in `on_headers_complete`.
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(_too_large())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
@@ -119,8 +120,8 @@ class BoundedHead(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._in_head and not self._refused:
-            self._refuse(408, "Request Timeout", "request_timeout")
+        message = f"request line and headers not received within {HEAD_TIMEOUT_S:g} s"
+        self._refuse(InvalidRequestError(message, code="request_timeout", status_code=408))
 
     def on_message_begin(self) -> None:
         self._head_size = 0
@@ -138,39 +139,40 @@ class BoundedHead(HttpToolsProtocol):
         self._in_head = False
         self._stop_head_timer()
         if self._head_size > MAX_HEAD_BYTES:
-            self._oversized = True  # refused once this read is parsed; the app never sees it
+            self._refuse(_too_large())  # the app never sees it
             return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._oversized:
+        if not self._refused:  # the rest of a refused request's read
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._oversized:
+        if self._refused:
             return
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # the next request on this connection
 
-    def _refuse(self, status: int, reason: str, code: str) -> None:
+    def _refuse(self, error: GatewayError) -> None:
+        """Answer `error` in OpenAI's shape and close the connection."""
         self._in_head, self._refused = False, True
         self._stop_head_timer()
         if self.transport.is_closing():
             return
-        message = {
-            431: f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB",
-            408: f"request line and headers not received within {HEAD_TIMEOUT_S:g} s",
-        }[status]
-        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-        body = orjson.dumps({"error": error})
+        body = error.json()
         head = (
-            f"HTTP/1.1 {status} {reason}\r\n"
+            f"HTTP/1.1 {error.status_code} {HTTPStatus(error.status_code).phrase}\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
         self.transport.close()
+
+
+def _too_large() -> InvalidRequestError:
+    message = f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB"
+    return InvalidRequestError(message, code="request_header_too_large", status_code=431)
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:

@@ -181,6 +181,11 @@ class InternalError(GatewayError):
     error_type = "server_error"
     default_code = "internal_error"
 
+    @classmethod
+    def for_request(cls, request_id: str) -> InternalError:
+        """The gateway's own bug, as the client sees it: no detail, the request id to quote."""
+        return cls(f"internal error (request id {request_id})")
+
 
 _STATUS_ERROR_CLASSES: dict[int, type[GatewayError]] = {
     400: InvalidRequestError,

@@ -115,7 +115,7 @@ class Pipeline:
             ctx.error, ctx.status = error, error.status_code
         except Exception:
             logger.exception("request %s failed inside the gateway", ctx.request_id)
-            ctx.error = InternalError(f"internal error (request id {ctx.request_id})")
+            ctx.error = InternalError.for_request(ctx.request_id)
             ctx.status = 500
 
     async def finish(self, ctx: RequestContext) -> None:

@@ -166,7 +166,7 @@ async def _serve(handler: ModelCall, scope: Scope, receive: Receive, send: Send)
         # The handlers keep their errors in the context; this is the gateway's own bug.
         request_id = served_request_id(Headers(scope=scope).get("x-request-id"))
         logger.exception("request %s failed outside the pipeline", request_id)
-        response = error_response(InternalError(f"internal error (request id {request_id})"))
+        response = error_response(InternalError.for_request(request_id))
     await response(scope, receive, send)
 
 
@@ -209,7 +209,7 @@ def create_api(runtime: GatewayRuntime, *, request_ids: bool = True) -> GatewayA
         # Starlette's last resort is a plain-text 500; ours keeps OpenAI's error shape and
         # gives the request id to quote. Starlette still re-raises, so the server logs the bug.
         request_id = served_request_id(request.headers.get("x-request-id"))
-        return error_response(InternalError(f"internal error (request id {request_id})"))
+        return error_response(InternalError.for_request(request_id))
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

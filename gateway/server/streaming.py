@@ -72,7 +72,7 @@ async def sse_body(
         ctx.status = CLIENT_CLOSED
         raise
     except Exception:
-        ctx.error = InternalError(f"internal error (request id {ctx.request_id})")
+        ctx.error = InternalError.for_request(ctx.request_id)
         ctx.status = 500
         yield sse(ctx.error.json())
     finally:
