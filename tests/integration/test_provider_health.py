@@ -102,7 +102,9 @@ def test_probes_reach_ready_status_routing_and_metrics(
     status = httpx.get(f"{gateway.url}/admin/status", headers=ADMIN).json()
     health = status["health"]
     assert {name: h["state"] for name, h in health.items()} == wanted
-    assert health["local"]["latency_ms"] < 100
+    # A measured probe (not a placeholder), within the probe's 2 s timeout: its size is the
+    # machine's business, not this test's.
+    assert 0 < health["local"]["latency_ms"] < 2000
     assert time.time() - health["local"]["checked_at"] < 10  # probed on the 1 s schedule
     assert health["gone"]["error"]
     # Bedrock's probe: boto3's signed ListFoundationModels, which the server verified.
