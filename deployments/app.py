@@ -159,7 +159,7 @@ def teardown(timeout_s: float = 30.0) -> None:
     from deployments.access_actor import ACCESS_NAME
     from deployments.quota_actor import QUOTA_NAME
     from deployments.registry_actor import NAMESPACE, REGISTRY_NAME
-    from deployments.side_channel import DIRECTORY_NAME
+    from deployments.side_channel_directory import DIRECTORY_NAME
     from deployments.usage_writer import WRITER_NAME
 
     serve.delete(APP_NAME)

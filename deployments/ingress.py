@@ -23,7 +23,8 @@ from deployments.quota_actor import ActorLedger, get_or_create_quota_actor
 from deployments.recorder import ReplicaRecorder
 from deployments.registry_actor import get_or_create_registry
 from deployments.replica_http import ReplicaHttp
-from deployments.side_channel import IN_FLIGHT_METRIC, ChannelClient
+from deployments.side_channel import IN_FLIGHT_METRIC
+from deployments.side_channel_client import ChannelClient
 from deployments.snapshot_feed import SnapshotFeed
 from deployments.tenancy_admin import ActorTenancy
 from deployments.usage_writer import UsageSink, get_or_create_usage_writer

@@ -18,7 +18,7 @@ from ray import serve
 from deployments.live_settings import reconfigure_router
 from deployments.pool import RAY_ERRORS, direct, relay, replica_upstream, unwrap
 from deployments.registry_versions import Fetch, RegistryVersions, mismatch, registry_fetch
-from deployments.side_channel import ChannelClient
+from deployments.side_channel_client import ChannelClient
 from gateway.config import GatewayConfig, ProviderConfig, RoutingConfig
 from gateway.errors import GatewayError
 from gateway.pipeline.invoker import Invocation, Invoker, StreamStart

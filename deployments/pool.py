@@ -20,12 +20,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from deployments.live_settings import reconfigure_pool
 from deployments.pool_status import PoolWatch, no_replica, serve_statuses
 from deployments.registry_versions import Fetch, RegistryVersions, registry_fetch
-from deployments.side_channel import (
-    IN_FLIGHT_METRIC,
-    ChannelClient,
-    PoolChannel,
-    get_or_create_directory,
-)
+from deployments.side_channel import IN_FLIGHT_METRIC
+from deployments.side_channel_client import ChannelClient
+from deployments.side_channel_directory import get_or_create_directory
+from deployments.side_channel_pool import PoolChannel
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.observability.metrics import metrics
 from gateway.pipeline.invoker import CANCELLED

@@ -142,7 +142,7 @@ def test_an_upstream_error_keeps_its_status_or_falls_back(
 
 
 def test_the_directory_lists_each_pool_replica(client: openai.OpenAI) -> None:
-    from deployments.side_channel import DIRECTORY_NAME, NAMESPACE
+    from deployments.side_channel_directory import DIRECTORY_NAME, NAMESPACE
 
     directory: Any = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
     _, _, endpoints, draining = ray.get(directory.endpoints.remote(-1))

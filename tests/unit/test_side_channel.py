@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from deployments.side_channel import ChannelClient, ChannelServer, frame, read_frame
+from deployments.side_channel import frame, read_frame
+from deployments.side_channel_client import ChannelClient
+from deployments.side_channel_pool import ChannelServer
 from gateway.errors import GatewayError, RateLimitError, ServiceUnavailableError
 from gateway.providers.framing import Completed, StreamHead, StreamTail
 from gateway.wire import Usage
@@ -180,7 +182,7 @@ def _listing(listing: dict[str, Any]) -> Any:
 
 
 async def test_a_stopping_pool_waits_for_its_calls_in_flight(served: Any) -> None:
-    from deployments.side_channel import PoolChannel
+    from deployments.side_channel_pool import PoolChannel
 
     pool, server, client = served
 
@@ -205,7 +207,7 @@ async def test_a_stopping_pool_waits_for_its_calls_in_flight(served: Any) -> Non
 async def test_a_draining_replica_finishes_its_calls_and_takes_no_new_one(served: Any) -> None:
     # The directory's own logic (the actor's class), as the pool's stop drives it: draining
     # first, while a call is in flight; gone once it is answered.
-    from deployments.side_channel import PoolDirectory
+    from deployments.side_channel_directory import PoolDirectory
 
     pool, _server, client = served
     directory = PoolDirectory()
