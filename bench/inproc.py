@@ -8,6 +8,7 @@ so small changes to the request path show here when wall-clock benchmarks drown 
     .venv/bin/python bench/inproc.py                    # CPU µs per request, 3 rounds
     .venv/bin/python bench/inproc.py --profile 30       # and cProfile's top 30 (cumulative)
     .venv/bin/python bench/inproc.py --stream           # streamed requests (20 chunks)
+    .venv/bin/python bench/inproc.py --no-sdk           # the openai SDK bypassed (bench/nosdk.py)
 """
 
 from __future__ import annotations
@@ -118,7 +119,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", type=int, default=0, help="cProfile's top N, last round")
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--no-sdk", action="store_true", help="the experiment in bench/nosdk.py")
     a = ap.parse_args()
+    if a.no_sdk:
+        import nosdk
+
+        nosdk.install()
     mock = Mock()
     mock.start()
     try:

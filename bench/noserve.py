@@ -9,6 +9,9 @@ request handling, the usage writer.
 
     .venv/bin/python bench/noserve.py --upstream http://127.0.0.1:PORT/v1 --port 8001
     (the bench runs it as the gateway `llmgw-noserve`: bench/run.py --only llmgw-noserve,...)
+
+With `--no-sdk` the openai adapter skips the SDK's request path (bench/nosdk.py: an experiment
+for a decision, not a mode); the bench runs that as `llmgw-noserve-nosdk`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream", required=True, help="the mock's base URL, ending in /v1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--no-sdk", action="store_true", help="the experiment in bench/nosdk.py")
     a = ap.parse_args()
+    if a.no_sdk:
+        import nosdk
+
+        nosdk.install()
     os.environ.setdefault("BENCH_MOCK_KEY", "sk-bench")
     uvicorn.run(
         app(a.upstream, os.environ["LLMGW_ADMIN_KEY"]),

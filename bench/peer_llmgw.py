@@ -35,6 +35,7 @@ class Variant:
     http_mode: str = "ingress"  # `llmgw up --http-mode`: ingress (auto) | production | default
     config: str = ""  # top-level YAML added to the gateway config
     sim: bool = False  # answered by the built-in sim provider; the mock is not called
+    nosdk: bool = False  # the openai adapter skips the SDK's request path (bench/nosdk.py)
 
 
 PROD = "ingress -> OpenAIPool by its side channel -> mock"
@@ -48,6 +49,13 @@ VARIANTS = {
         0,
         "ingress x2 -> mock (in the ingress)",
         config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
+    ),
+    "llmgw-nosdk": Variant(1, PROD + " (no openai SDK: bench/nosdk.py)", nosdk=True),
+    "llmgw-inline-2x-nosdk": Variant(
+        0,
+        "ingress x2 -> mock (in the ingress; no openai SDK: bench/nosdk.py)",
+        config="server: {inline_providers: [openai]}\ndeployments: {Ingress: {num_replicas: 2}}\n",
+        nosdk=True,
     ),
     "llmgw-haproxy": Variant(1, PROD, http_mode="production"),
     "llmgw-2x": Variant(
@@ -117,7 +125,10 @@ class Llmgw(Gateway):
         env = base_env(self.tag)
         venv_bin = str(Path(sys.executable).parent)
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        paths = [str(ROOT), env.get("PYTHONPATH")]
+        if self.variant.nosdk:  # its sitecustomize patches every process of this cluster
+            paths.insert(0, str(ROOT / "bench" / "nosdk_site"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         env.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback benchmark cluster
         env.update(COLUMNS="200", RAY_USAGE_STATS_ENABLED="0")
         env.pop("RAY_ADDRESS", None)

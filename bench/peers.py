@@ -288,12 +288,16 @@ class NoServe(Gateway):
     """llmgw's request path under one plain uvicorn process, no Ray: the floor that shows
     what Serve's data plane costs (bench/noserve.py). Not a deployable mode."""
 
-    name, label = "llmgw-noserve", "llmgw without Serve (floor, not deployable)"
-
-    def __init__(self, **kw) -> None:
+    def __init__(self, nosdk: bool = False, **kw) -> None:
+        self.nosdk = nosdk
+        self.name = "llmgw-noserve" + ("-nosdk" if nosdk else "")
+        self.label = "llmgw without Serve (floor, not deployable)"
+        if nosdk:
+            self.label += ", no openai SDK (bench/nosdk.py)"
         super().__init__(**kw)
         self.version = "bench/noserve.py"
-        self.details = {"hops": 0, "hot_path": "uvicorn -> mock (in the process), no Ray"}
+        path = "uvicorn -> mock (in the process), no Ray" + (", no SDK" if nosdk else "")
+        self.details = {"hops": 0, "hot_path": path}
         self.overhead_header = "x-llmgw-overhead-ms"
 
     def start(self, upstream: str) -> Target:
@@ -301,6 +305,7 @@ class NoServe(Gateway):
         key = "sk-bench-admin-" + uuid.uuid4().hex
         env = base_env(self.tag) | {"LLMGW_ADMIN_KEY": key, "BENCH_MOCK_KEY": "sk-bench"}
         cmd = [sys.executable, str(HERE / "noserve.py"), "--upstream", upstream]
+        cmd += ["--no-sdk"] if self.nosdk else []
         self.proc = spawn([*cmd, "--port", str(port)], env=env, log=self.log)
         t = Target(
             self.name,
@@ -350,10 +355,12 @@ LLMGW_VARIANTS = (
     "llmgw-sim-default",
     "llmgw-noserve",
 )
-ALL = ("llmgw", *LLMGW_VARIANTS, "litellm", "portkey", *FLOORS)  # the order they run in
+# The experiment in bench/nosdk.py: named only, never in a shorthand.
+NOSDK = ("llmgw-nosdk", "llmgw-inline-2x-nosdk", "llmgw-noserve-nosdk")
+ALL = ("llmgw", *LLMGW_VARIANTS, *NOSDK, "litellm", "portkey", *FLOORS)  # the order they run in
 DEFAULT = ("llmgw", "litellm", "portkey")
 GROUPS = {  # shorthands accepted by --only
-    "all": ALL,
+    "all": tuple(name for name in ALL if name not in NOSDK),
     "default": DEFAULT,
     "llmgw-all": ("llmgw", *LLMGW_VARIANTS),
     "llmgw-variants": LLMGW_VARIANTS,
@@ -363,11 +370,11 @@ GROUPS = {  # shorthands accepted by --only
 def make(name: str, portkey_stream_fix: bool = False, **kw) -> Gateway:
     if name == "portkey":
         return Portkey(stream_fix=portkey_stream_fix, **kw)
-    if name == "llmgw-noserve":
-        return NoServe(**kw)
+    if name.startswith("llmgw-noserve"):
+        return NoServe(nosdk=name.endswith("-nosdk"), **kw)
     if name in FLOORS:
         return PythonFloor(workers=2 if name.endswith("-2x") else 1, **kw)
-    if name == "llmgw" or name in LLMGW_VARIANTS:
+    if name == "llmgw" or name in LLMGW_VARIANTS or name in NOSDK:
         from peer_llmgw import Llmgw
 
         return Llmgw(variant=name, **kw)

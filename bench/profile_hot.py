@@ -5,14 +5,15 @@ it, and while the load runs reads every process's CPU from /proc and records the
 replicas with py-spy (raw folded stacks, then a leaf-first and a frame-inclusive summary).
 
     .venv/bin/python bench/profile_hot.py --variant llmgw-inline --conns 16 --seconds 15
-    .venv/bin/python bench/profile_hot.py --variant llmgw --pyspy-out /tmp/prof --keep
+    .venv/bin/python bench/profile_hot.py --variant llmgw --pyspy-out /tmp/prof --rate 250
     .venv/bin/python bench/profile_hot.py --variant llmgw --streams 100 --seconds 20
 
 With ``--streams N`` the load is bursts of N streams opened at once (scenario 3's shape), one
 after another for the duration; each burst's time to first token is printed, and the CPU is
 per stream instead of per request.
 
-Needs wrk and py-spy (`pip install py-spy`; it runs as root here).
+Needs wrk and py-spy (`pip install py-spy`, found on PATH or beside this Python; it runs as
+root here).
 """
 
 from __future__ import annotations
@@ -175,11 +176,12 @@ def main() -> int:
         before = sample_cpu(all_pids())
         machine_before = machine_cpu()
         spies = []
-        if not a.no_pyspy and shutil.which("py-spy"):
+        pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=Path(sys.executable).parent)
+        if not a.no_pyspy and pyspy:
             for pid, name in names(all_pids()).items():
                 if "ServeReplica" in name or "UsageWriter" in name:
                     path = out / f"{name.split(':')[-1]}-{pid}.txt"
-                    cmd = ["py-spy", "record", "-p", str(pid), "-r", str(a.rate), "-d"]
+                    cmd = [pyspy, "record", "-p", str(pid), "-r", str(a.rate), "-d"]
                     cmd += [str(int(a.seconds)), "-f", "raw", "-o", str(path), "--nonblocking"]
                     spies.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
         result: dict = {}
