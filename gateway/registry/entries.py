@@ -1,6 +1,6 @@
 """How registry entries are checked: against each other (names, aliases, providers,
-fallbacks), merged with a change, and validated into config types with one message naming
-every bad field."""
+fallbacks, a provider's users), merged with a change, and validated into config types with
+one message naming every bad field."""
 
 from __future__ import annotations
 
@@ -67,6 +67,42 @@ def check_unreferenced(
             f" fallbacks before you {action}",
             param="model",
         )
+
+
+def check_provider_unused(name: str, models: Mapping[str, ModelConfig]) -> None:
+    """Refuse to remove a provider that models still use."""
+    users = [m.name for m in models.values() if m.provider == name]
+    if users:
+        raise ConflictError(
+            f"provider '{name}' is used by {len(users)} model(s) ({some(users)});"
+            " remove those models or move them to another provider first",
+            param="name",
+        )
+
+
+def updated_provider(
+    name: str, current: ProviderConfig, changes: Mapping[str, Any]
+) -> ProviderConfig:
+    """Provider `name` with `changes` merged in (nested mappings merged) and validated; its
+    name cannot change."""
+    if "name" in changes and changes["name"] != name:
+        raise InvalidRequestError("a provider's name cannot be changed", param="name")
+    return validated(ProviderConfig, merge(current.model_dump(), changes), "provider")
+
+
+def updated_model(name: str, current: ModelConfig, changes: Mapping[str, Any]) -> ModelConfig:
+    """Model `name` with `changes` merged in (nested mappings merged) and validated as a
+    whole; its name cannot change, and the facts an admin changed are the admin's."""
+    if "name" in changes and changes["name"] != name:
+        raise InvalidRequestError(
+            "a model's name cannot be changed; register the new name and remove this one",
+            param="name",
+        )
+    updated = validated(ModelConfig, merge(current.model_dump(), changes), f"model '{name}'")
+    if current.facts:  # the values an admin set now come from the admin
+        changed = {k: "admin" for k in changes if k in current.facts}
+        updated = updated.model_copy(update={"facts": {**current.facts, **changed}})
+    return updated
 
 
 def owners_of(models: Mapping[str, ModelConfig]) -> dict[str, str]:

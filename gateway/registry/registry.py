@@ -3,6 +3,9 @@
 Pure logic, no Ray: the registry actor wraps one `Registry` and pushes its snapshots to
 replicas. Every change is validated as a whole (names, aliases, providers, fallbacks), saved to
 the store in one transaction, and only then applied, so memory never runs ahead of the store.
+
+Beside it: `entries` checks and merges entries, `seed` reconciles with the config file,
+`saving` writes a change to the store, and `live` publishes call statistics and health.
 """
 
 from __future__ import annotations
@@ -12,29 +15,24 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from gateway.config import GatewayConfig, ModelConfig, ProviderConfig
-from gateway.errors import (
-    ConflictError,
-    InvalidRequestError,
-    ModelNotFoundError,
-    NotFoundError,
-    ServiceUnavailableError,
-)
+from gateway.errors import ConflictError, ModelNotFoundError, NotFoundError
 from gateway.registry.entries import (
     check_model,
+    check_provider_unused,
     check_unreferenced,
-    merge,
     owners_of,
-    some,
+    updated_model,
+    updated_provider,
     validated,
 )
+from gateway.registry.live import LiveStats
 from gateway.registry.origin import Key, Origin
+from gateway.registry.saving import save_change
 from gateway.registry.seed import Reconciliation, config_digest, reconcile
-from gateway.registry.snapshot import ModelStats, ProviderHealth, RegistrySnapshot
-from gateway.registry.stats import CallSample, CallStats
-from gateway.store import StaleRegistryError, Store
+from gateway.registry.snapshot import ProviderHealth, RegistrySnapshot
+from gateway.registry.stats import CallSample
+from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +64,8 @@ class Registry:
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in providers}
         self._models: dict[str, ModelConfig] = {m.name: m for m in models}
         self._owners = owners_of(self._models)
-        self._clock = clock
-        self._calls = CallStats()
-        self._stats: dict[str, ModelStats] = {}
-        # Seeded from the wall clock in microseconds: a restarted actor starts above every
-        # version the one before it published (each publish adds 1 or jumps to the clock), so
-        # a replica never mistakes new stats for old ones it cached under the same version.
-        self._stats_version = _micros(clock())
-        self._stats_interval_s = stats_interval_s
-        self._stats_published_at = float("-inf")
-        self._stats_dirty = False
+        self._live = LiveStats(clock, stats_interval_s)
         self._snapshot: RegistrySnapshot | None = None
-        self._health: dict[str, ProviderHealth] = {}
 
     @classmethod
     def open(
@@ -163,7 +151,7 @@ class Registry:
 
     @property
     def stats_version(self) -> int:
-        return self._stats_version
+        return self._live.version
 
     @property
     def config_hash(self) -> str | None:
@@ -189,24 +177,24 @@ class Registry:
 
     def snapshot(self) -> RegistrySnapshot:
         """The current snapshot; built once per version, re-dressed with fresher stats."""
-        snap = self._snapshot
+        snap, live = self._snapshot, self._live
         if snap is None or snap.version != self._version:
             snap = RegistrySnapshot(
                 self._version,
                 self._providers,
                 self._models,
-                self._stats,
-                self._stats_version,
+                live.stats,
+                live.version,
                 origins={
                     name: origin.to_json()
                     for (kind, name), origin in self._origins.items()
                     if kind == "model"
                 },
                 config_source={"path": self._config_path, "hash": self._config_hash},
-                health=self._health,
+                health=live.health,
             )
-        elif snap.stats_version != self._stats_version:
-            snap = snap.with_stats(self._stats, self._stats_version, self._health)
+        elif snap.stats_version != live.version:
+            snap = snap.with_stats(live.stats, live.version, live.health)
         self._snapshot = snap
         return snap
 
@@ -236,9 +224,7 @@ class Registry:
         current = self._providers.get(name)
         if current is None:
             raise NotFoundError(f"no provider named '{name}'", param="name")
-        if "name" in changes and changes["name"] != name:
-            raise InvalidRequestError("a provider's name cannot be changed", param="name")
-        updated = validated(ProviderConfig, merge(current.model_dump(), changes), "provider")
+        updated = updated_provider(name, current, changes)
         if updated == current:
             return self._version
         return self._commit(
@@ -251,13 +237,7 @@ class Registry:
         """Remove a provider no model uses. Returns the version."""
         if name not in self._providers:
             raise NotFoundError(f"no provider named '{name}'", param="name")
-        users = [m.name for m in self._models.values() if m.provider == name]
-        if users:
-            raise ConflictError(
-                f"provider '{name}' is used by {len(users)} model(s) ({some(users)});"
-                " remove those models or move them to another provider first",
-                param="name",
-            )
+        check_provider_unused(name, self._models)
         providers = {k: v for k, v in self._providers.items() if k != name}
         origins = {k: v for k, v in self._origins.items() if k != ("provider", name)}
         return self._commit(providers=providers, deleted_providers=[name], origins=origins)
@@ -274,7 +254,7 @@ class Registry:
             raise ConflictError(
                 f"model '{model.name}' is already registered; update it instead", param="model"
             )
-        self._check_model(model)
+        check_model(model, self._providers, self._owners)
         return self._commit(
             models={**self._models, model.name: model},
             saved=[model],
@@ -285,20 +265,12 @@ class Registry:
         """Change some fields of a model, validated as a whole; nested mappings (price,
         timeouts, sim) are merged, other values replace. Returns the version."""
         current = self._require(name)
-        if "name" in changes and changes["name"] != name:
-            raise InvalidRequestError(
-                "a model's name cannot be changed; register the new name and remove this one",
-                param="name",
-            )
-        updated = validated(ModelConfig, merge(current.model_dump(), changes), f"model '{name}'")
-        if current.facts:  # the values an admin set now come from the admin
-            changed = {k: "admin" for k in changes if k in current.facts}
-            updated = updated.model_copy(update={"facts": {**current.facts, **changed}})
+        updated = updated_model(name, current, changes)
         if updated == current:
             return self._version
-        self._check_model(updated)
+        check_model(updated, self._providers, self._owners)
         dropped = set(current.aliases) - set(updated.aliases)
-        self._check_unreferenced(name, dropped, "drop alias(es)")
+        check_unreferenced(name, dropped, self._models, "drop alias(es)")
         return self._commit(
             models={**self._models, name: updated},
             saved=[updated],
@@ -312,9 +284,9 @@ class Registry:
     def remove(self, name: str) -> int:
         """Remove a model no other model falls back to. Returns the version."""
         current = self._require(name)
-        self._check_unreferenced(name, {name, *current.aliases}, "remove it")
+        check_unreferenced(name, {name, *current.aliases}, self._models, "remove it")
         models = {k: v for k, v in self._models.items() if k != name}
-        self._calls.forget(name)
+        self._live.forget(name)
         origins = {k: v for k, v in self._origins.items() if k != ("model", name)}
         return self._commit(models=models, deleted_models=[name], origins=origins)
 
@@ -322,37 +294,18 @@ class Registry:
 
     def record(self, samples: Iterable[CallSample]) -> bool:
         """Add call samples; True when this published new stats (a new `stats_version`)."""
-        if self._calls.add(samples):
-            self._stats_dirty = True
-        return self.refresh_stats()
+        return self._live.record(samples, self._models)
 
     def set_health(self, health: Mapping[str, ProviderHealth]) -> bool:
         """Publish providers' probe results with the live statistics; True when published."""
-        health = {name: h for name, h in health.items() if name in self._providers}
-        if health == self._health:
-            return False
-        self._health = health
-        self._stats_version = max(self._stats_version + 1, _micros(self._clock()))
-        return True
+        return self._live.set_health(health, self._providers)
 
     def refresh_stats(self, now: float | None = None) -> bool:
         """Publish new stats when samples arrived or aged out, at most once per interval.
 
         Call it periodically: stats change as old calls leave the window even with no traffic.
         """
-        now = self._clock() if now is None else now
-        if not (self._stats_dirty or self._calls.expires_by(now)):
-            return False
-        if now - self._stats_published_at < self._stats_interval_s:
-            return False
-        self._stats_published_at = now
-        self._stats_dirty = False
-        stats = {m: s for m, s in self._calls.compute(now).items() if m in self._models}
-        if stats == self._stats:
-            return False
-        self._stats = stats
-        self._stats_version = max(self._stats_version + 1, _micros(now))
-        return True
+        return self._live.refresh(self._models, now)
 
     # ------------------------------------------------------------------ internals
 
@@ -363,12 +316,6 @@ class Registry:
         owner = self._owners.get(name)
         hint = f"; '{name}' is an alias of '{owner}'" if owner else ""
         raise ModelNotFoundError(f"no model named '{name}'{hint}", param="model")
-
-    def _check_model(self, model: ModelConfig) -> None:
-        check_model(model, self._providers, self._owners)
-
-    def _check_unreferenced(self, name: str, names: set[str], action: str) -> None:
-        check_unreferenced(name, names, self._models, action)
 
     def _changed_by(self, key: Key, who: str) -> dict[Key, Origin]:
         origin = self._origins.get(key)
@@ -389,25 +336,16 @@ class Registry:
         """Save a change, then make it current (new dicts: snapshots already out stay intact)."""
         version = self._version + 1
         if self._store is not None:
-            saved = list(saved)
-            try:
-                self._store.save_registry_change(
-                    version,
-                    providers=[c for c in saved if isinstance(c, ProviderConfig)],
-                    models=[c for c in saved if isinstance(c, ModelConfig)],
-                    delete_models=deleted_models,
-                    delete_providers=deleted_providers,
-                    config_hash=config_hash,
-                    config_path=config_path,
-                    origins={
-                        key: origin.to_json() for key, origin in (origins or self._origins).items()
-                    },
-                )
-            except (SQLAlchemyError, StaleRegistryError) as exc:
-                log.exception("registry: saving version %d failed", version)
-                raise ServiceUnavailableError(
-                    f"the registry could not save the change to its store: {exc}"
-                ) from exc
+            save_change(
+                self._store,
+                version,
+                saved=saved,
+                deleted_models=deleted_models,
+                deleted_providers=deleted_providers,
+                config_hash=config_hash,
+                config_path=config_path,
+                origins=origins or self._origins,
+            )
         if origins is not None:
             self._origins = origins
         if providers is not None:
@@ -415,11 +353,6 @@ class Registry:
         if models is not None:
             self._models = models
             self._owners = owners_of(models)
-            self._stats = {m: s for m, s in self._stats.items() if m in models}
+            self._live.keep_only(models)
         self._version = version
         return version
-
-
-def _micros(seconds: float) -> int:
-    """A stats version from a clock reading: whole microseconds."""
-    return int(seconds * 1_000_000)
