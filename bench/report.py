@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peers import FLOORS, LLMGW_VARIANTS
+from peers import FLOORS, LLMGW_VARIANTS, NOSDK
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_DIR = HERE / "results"
-VARIANTS = LLMGW_VARIANTS
+VARIANTS = (*LLMGW_VARIANTS, *NOSDK)
 ORDER = ("direct", "llmgw", *VARIANTS, "litellm", "portkey", *FLOORS)
 NAMES = {"direct": "direct", "llmgw": "llmgw", "litellm": "LiteLLM", "portkey": "Portkey"}
 NAMES.update({v: v for v in (*VARIANTS, *FLOORS)})
