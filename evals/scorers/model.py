@@ -59,26 +59,35 @@ class EmbeddingSimilarity(Scorer):
 
 
 @dataclass
-class Judge(Scorer):
-    """An LLM judge: the sweep's judge model rates the output on the rubric's scale, with a
-    reason; the score is rescaled to [0, 1]. Its version is the rubric's."""
+class _RubricJudge(Scorer):
+    """A judge model asked on a versioned rubric (the default one when none is given); the
+    scorer's version is the rubric's."""
 
-    type = "judge"
     model: str = ""
     rubric: Rubric | None = None
     max_tokens: int = 256
 
     @property
+    def active_rubric(self) -> Rubric:
+        return self.rubric or Rubric()
+
+    @property
     def version(self) -> str:  # type: ignore[override]
-        rubric = self.rubric or Rubric()
-        return f"{rubric.name}@{rubric.version}"
+        return f"{self.active_rubric.name}@{self.active_rubric.version}"
+
+
+@dataclass
+class Judge(_RubricJudge):
+    """An LLM judge: the sweep's judge model rates the output on the rubric's scale, with a
+    reason; the score is rescaled to [0, 1]. Its version is the rubric's."""
+
+    type = "judge"
 
     def describe(self) -> dict[str, Any]:
-        rubric = self.rubric or Rubric()
-        return super().describe() | {"model": self.model, "rubric": rubric.model_dump()}
+        return super().describe() | {"model": self.model, "rubric": self.active_rubric.model_dump()}
 
     def prompts(self, row: ScoreInput) -> tuple[str, str]:
-        rubric = self.rubric or Rubric()
+        rubric = self.active_rubric
         low, high = rubric.scale
         system = (
             f"You are a strict evaluator. Rubric ({rubric.name} v{rubric.version}): "
@@ -96,41 +105,32 @@ class Judge(Scorer):
         verdict, cost = await _needs(calls).judge(
             self.model, system, user, JUDGE_SCHEMA, self.max_tokens
         )
-        low, high = (self.rubric or Rubric()).scale
+        low, high = self.active_rubric.scale
         raw = float(verdict["score"])
         value = (min(max(raw, low), high) - low) / (high - low)
         return Score(value, reason=str(verdict.get("reason", "")), cost_usd=cost)
 
 
 @dataclass
-class PairwiseJudge(Scorer):
+class PairwiseJudge(_RubricJudge):
     """A against B on the same case, asked in both orders; a verdict that flips with the
     order is a tie. Writes `pairwise.parquet`, not a score column."""
 
     type = "pairwise"
-    model: str = ""
-    rubric: Rubric | None = None
-    max_tokens: int = 256
     models: list[str] | None = None
 
-    @property
-    def version(self) -> str:  # type: ignore[override]
-        rubric = self.rubric or Rubric()
-        return f"{rubric.name}@{rubric.version}"
-
     def describe(self) -> dict[str, Any]:
-        rubric = self.rubric or Rubric()
         return {
             "kind": "pairwise",
             "version": self.version,
             "model": self.model,
-            "rubric": rubric.model_dump(),
+            "rubric": self.active_rubric.model_dump(),
         }
 
     async def _ask(
         self, calls: ModelCalls, question: str, first: str, second: str
     ) -> tuple[str, str, float]:
-        rubric = self.rubric or Rubric()
+        rubric = self.active_rubric
         system = (
             f"You compare two responses to the same request. Rubric ({rubric.name} "
             f"v{rubric.version}): {rubric.text}\nAnswer in JSON: the winner (A, B or tie) "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -11,17 +13,13 @@ def pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
     The unbiased estimator 1 - C(n-c, k) / C(n, k), per case, computed as a product so it
     stays exact for large n. Cases with fewer than k attempts give NaN.
     """
-    n = np.asarray(n, dtype=int)
-    c = np.asarray(c, dtype=int)
-    out = np.full(n.shape, np.nan)
-    for i, (ni, ci) in enumerate(zip(n.ravel(), c.ravel(), strict=True)):
-        if ni < k:
-            continue
+
+    def one(ni: int, ci: int) -> float:
         if ni - ci < k:
-            out.flat[i] = 1.0
-        else:
-            out.flat[i] = 1.0 - np.prod(1.0 - k / np.arange(ni - ci + 1, ni + 1))
-    return out
+            return 1.0
+        return float(1.0 - np.prod(1.0 - k / np.arange(ni - ci + 1, ni + 1)))
+
+    return _per_case(n, c, k, one)
 
 
 def pass_hat_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
@@ -29,13 +27,21 @@ def pass_hat_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
 
     tau-bench's pass^k, a measure of consistency. Cases with fewer than k attempts give NaN.
     """
+    j = np.arange(k)
+
+    def one(ni: int, ci: int) -> float:
+        # C(c, k) / C(n, k) = prod_{j=0}^{k-1} (c - j) / (n - j)
+        return float(np.prod(np.clip(ci - j, 0, None) / (ni - j)))
+
+    return _per_case(n, c, k, one)
+
+
+def _per_case(n: np.ndarray, c: np.ndarray, k: int, one: Callable[[int, int], float]) -> np.ndarray:
+    """`one(n, c)` for each case of n attempts with c passes; NaN where n < k."""
     n = np.asarray(n, dtype=int)
     c = np.asarray(c, dtype=int)
     out = np.full(n.shape, np.nan)
     for i, (ni, ci) in enumerate(zip(n.ravel(), c.ravel(), strict=True)):
-        if ni < k:
-            continue
-        # C(c, k) / C(n, k) = prod_{j=0}^{k-1} (c - j) / (n - j)
-        j = np.arange(k)
-        out.flat[i] = float(np.prod(np.clip(ci - j, 0, None) / (ni - j)))
+        if ni >= k:
+            out.flat[i] = one(int(ni), int(ci))
     return out
